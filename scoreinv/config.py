@@ -1,0 +1,120 @@
+"""Pydantic models for every user-facing configuration.
+
+Each model validates on construction and raises ``pydantic.ValidationError``
+(a ``ValueError``) whose message names the offending field. Every model is
+serialised as JSON into checkpoints and outputs (``model_dump_json``), so a
+result says how it was made. Unknown fields are rejected, so a typo in a
+configuration file is an error, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from scoreinv.sde import SDE, SubVPSDE, VESDE, VPSDE
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SDEConfig(StrictModel):
+    """Which forward SDE, with its hyperparameters (see :mod:`scoreinv.sde`)."""
+
+    kind: Literal["ve", "vp", "subvp"] = "ve"
+    sigma_min: float = Field(0.01, gt=0, description="VE: noise std at t = 0")
+    sigma_max: float = Field(50.0, gt=0, description="VE: noise std at t = T (prior std)")
+    beta_min: float = Field(0.1, ge=0, description="VP / sub-VP: β(0)")
+    beta_max: float = Field(20.0, gt=0, description="VP / sub-VP: β(T)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "SDEConfig":
+        if self.kind == "ve" and not self.sigma_min < self.sigma_max:
+            raise ValueError(f"sigma_min ({self.sigma_min}) must be < sigma_max ({self.sigma_max})")
+        if self.kind != "ve" and not self.beta_min < self.beta_max:
+            raise ValueError(f"beta_min ({self.beta_min}) must be < beta_max ({self.beta_max})")
+        return self
+
+    def build(self) -> SDE:
+        if self.kind == "ve":
+            return VESDE(self.sigma_min, self.sigma_max)
+        if self.kind == "vp":
+            return VPSDE(self.beta_min, self.beta_max)
+        return SubVPSDE(self.beta_min, self.beta_max)
+
+
+class UNetConfig(StrictModel):
+    """Architecture of the time-conditional U-Net (:class:`scoreinv.models.UNet`).
+
+    The network has ``len(channel_multipliers)`` resolution levels; level k has
+    ``base_channels * channel_multipliers[k]`` channels and works at
+    ``image_size / 2**k`` pixels, so ``image_size`` must be divisible by
+    ``2**(levels - 1)``. Self-attention is added at every level whose resolution
+    (in pixels) is listed in ``attention_resolutions``.
+    """
+
+    image_size: int = Field(32, ge=4, description="height = width of the images, pixels")
+    channels: int = Field(1, description="1 (grayscale) or 3 (RGB)")
+    base_channels: int = Field(32, ge=4)
+    channel_multipliers: tuple[int, ...] = Field((1, 2, 2), min_length=1)
+    num_res_blocks: int = Field(2, ge=1, description="residual blocks per level")
+    attention_resolutions: tuple[int, ...] = Field((), description="resolutions with self-attention")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    fourier_scale: float = Field(16.0, gt=0, description="std of the random Fourier time frequencies")
+    group_norm_groups: int = Field(8, ge=1, description="GroupNorm groups (reduced to divide the width)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "UNetConfig":
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {self.channels}")
+        if any(m < 1 for m in self.channel_multipliers):
+            raise ValueError(f"channel_multipliers must be >= 1, got {self.channel_multipliers}")
+        factor = 2 ** (len(self.channel_multipliers) - 1)
+        if self.image_size % factor:
+            raise ValueError(
+                f"image_size {self.image_size} must be divisible by 2**(levels-1) = {factor} "
+                f"for {len(self.channel_multipliers)} levels"
+            )
+        valid = {self.image_size // 2**k for k in range(len(self.channel_multipliers))}
+        unknown = set(self.attention_resolutions) - valid
+        if unknown:
+            raise ValueError(
+                f"attention_resolutions {sorted(unknown)} are not resolutions of this U-Net {sorted(valid)}"
+            )
+        return self
+
+
+class ModelConfig(StrictModel):
+    """Everything needed to rebuild a trained prior: SDE, network and data range."""
+
+    sde: SDEConfig = SDEConfig()
+    unet: UNetConfig = UNetConfig()
+    value_range: tuple[float, float] = Field((0.0, 1.0), description="range of the training data")
+
+    @model_validator(mode="after")
+    def _range(self) -> "ModelConfig":
+        low, high = self.value_range
+        if not low < high:
+            raise ValueError(f"value_range must be (low, high) with low < high, got {self.value_range}")
+        return self
+
+
+class TrainingConfig(StrictModel):
+    """Denoising score-matching training (see :func:`scoreinv.training.train`)."""
+
+    steps: int = Field(10_000, ge=1, description="total optimiser steps")
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(2e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(500, ge=0, description="linear learning-rate warm-up")
+    grad_clip: float = Field(1.0, gt=0, description="max global gradient norm")
+    ema_decay: float = Field(0.999, ge=0, lt=1)
+    weighting: Literal["std2", "likelihood"] = Field(
+        "std2", description="λ(t) = std(t)² (default) or g(t)² (likelihood weighting)"
+    )
+    eps: float = Field(1e-5, gt=0, lt=1, description="smallest training time t")
+    checkpoint_every: int = Field(1000, ge=1, description="write a checkpoint every K steps")
+    seed: int = 0
+    amp: bool = Field(True, description="bfloat16 autocast on CUDA (ignored on the CPU)")
