@@ -36,7 +36,7 @@ import torch
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _expand(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def expand_to(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Reshape per-item values ``(B,)`` to broadcast against ``like`` ``(B, ...)``."""
     return values.reshape(values.shape[0], *([1] * (like.dim() - 1)))
 
@@ -82,7 +82,7 @@ class SDE(abc.ABC):
     def marginal_prob(self, x0: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean ``m(t) x0`` (shape of x0) and std ``std(t)`` (shape (B,)) of p_0t(x_t | x0)."""
         _check_time(x0, t)
-        return _expand(self.mean_coefficient(t), x0) * x0, self.marginal_std(t)
+        return expand_to(self.mean_coefficient(t), x0) * x0, self.marginal_std(t)
 
     # -- the prior p_T ----------------------------------------------------------
     @property
@@ -132,8 +132,8 @@ class SDE(abc.ABC):
 
     def tweedie(self, x: torch.Tensor, t: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
         """E[x_0 | x_t] = (x_t + std(t)² ∇ log p_t(x_t)) / m(t), exact for any data law."""
-        std = _expand(self.marginal_std(t), x)
-        mean = _expand(self.mean_coefficient(t), x)
+        std = expand_to(self.marginal_std(t), x)
+        mean = expand_to(self.mean_coefficient(t), x)
         return (x + std**2 * score) / mean
 
 
@@ -158,7 +158,7 @@ class ReverseSDE:
         """Reverse drift f − c g² s (shape of x) and diffusion (g, or 0 for the ODE)."""
         drift, diffusion = self.forward.sde(x, t)
         score = self.score_fn(x, t)
-        drift = drift - _expand(diffusion**2, x) * score * self._weight()
+        drift = drift - expand_to(diffusion**2, x) * score * self._weight()
         if self.probability_flow:
             diffusion = torch.zeros_like(diffusion)
         return drift, diffusion
@@ -169,7 +169,7 @@ class ReverseSDE:
         """Discrete reverse step: rev_f = f_i − c G_i² s, rev_G = G_i (0 for the ODE)."""
         f, G = self.forward.discretize(x, t, dt)
         score = self.score_fn(x, t)
-        rev_f = f - _expand(G**2, x) * score * self._weight()
+        rev_f = f - expand_to(G**2, x) * score * self._weight()
         rev_G = torch.zeros_like(G) if self.probability_flow else G
         return rev_f, rev_G
 
@@ -271,7 +271,7 @@ class VPSDE(SDE):
     def sde(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         _check_time(x, t)
         beta = self.beta(t)
-        return -0.5 * _expand(beta, x) * x, torch.sqrt(beta)
+        return -0.5 * expand_to(beta, x) * x, torch.sqrt(beta)
 
     def mean_coefficient(self, t: torch.Tensor) -> torch.Tensor:
         return torch.exp(-0.5 * self.integrated_beta(t))
@@ -298,7 +298,7 @@ class VPSDE(SDE):
         _check_time(x, t)
         dt = self.T / self.N if dt is None else float(dt)
         beta = self.step_beta(t, dt)
-        return (_expand(torch.sqrt(1 - beta), x) - 1) * x, torch.sqrt(beta)
+        return (expand_to(torch.sqrt(1 - beta), x) - 1) * x, torch.sqrt(beta)
 
 
 class SubVPSDE(VPSDE):
@@ -311,7 +311,7 @@ class SubVPSDE(VPSDE):
         _check_time(x, t)
         beta = self.beta(t)
         diffusion = torch.sqrt(beta * -torch.expm1(-2 * self.integrated_beta(t)))
-        return -0.5 * _expand(beta, x) * x, diffusion
+        return -0.5 * expand_to(beta, x) * x, diffusion
 
     def marginal_std(self, t: torch.Tensor) -> torch.Tensor:
         return -torch.expm1(-self.integrated_beta(t))

@@ -1,0 +1,112 @@
+"""SDEs against their closed forms."""
+
+import math
+
+import pytest
+import torch
+
+from scoreinv.config import SDEConfig
+from scoreinv.gaussian import GaussianPrior
+from scoreinv.sde import SubVPSDE, VESDE, VPSDE
+
+SDES = [VESDE(0.01, 5.0), VPSDE(0.1, 20.0), SubVPSDE(0.1, 20.0)]
+
+
+def gaussian_data(sde):
+    mean = torch.tensor([0.5, -0.3, 0.1, 0.8]).reshape(1, 2, 2)
+    variance = torch.tensor([0.04, 0.25, 0.5, 1.0]).reshape(1, 2, 2)
+    return GaussianPrior(sde, mean, variance)
+
+
+@pytest.mark.parametrize("sde", SDES, ids=lambda s: type(s).__name__)
+def test_euler_maruyama_forward_matches_marginal_prob(sde):
+    """Simulate dx = f dt + g dw from Gaussian data; mean and variance at t must match
+    m(t) μ and m(t)² s² + std(t)² (VE starts from data * N(0, σ_min²), see sde.py)."""
+    data = gaussian_data(sde)
+    generator = torch.Generator().manual_seed(0)
+    n, steps = 20_000, 1000
+    x = data.sample(n, generator).double()
+    if isinstance(sde, VESDE):
+        x = x + sde.sigma_min * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    dt = sde.T / steps
+    checkpoints = {500: 0.5, 1000: 1.0}
+    for k in range(1, steps + 1):
+        t = torch.full((n,), (k - 1) * dt, dtype=x.dtype)
+        drift, diffusion = sde.sde(x, t)
+        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+        x = x + drift * dt + diffusion[:, None, None, None] * math.sqrt(dt) * noise
+        if k in checkpoints:
+            t_check = torch.full((1,), checkpoints[k], dtype=x.dtype)
+            mean, std = sde.marginal_prob(data.mean[None].double(), t_check)
+            m = sde.mean_coefficient(t_check)
+            variance = m**2 * data.eigenvalues.reshape(data.item_shape) + std**2
+            scale = variance.sqrt()
+            # 5 standard errors of the empirical mean; 4% on the variance (n = 20k: 1% s.e.),
+            # plus the O(dt) Euler–Maruyama bias.
+            assert ((x.mean(0) - mean[0]).abs() / scale).max() < 5 / math.sqrt(n) + 0.01
+            assert ((x.var(0) / variance) - 1).abs().max() < 0.04
+
+
+def test_marginal_std_formulas():
+    t = torch.tensor([0.0, 0.3, 1.0])
+    ve = VESDE(0.01, 50.0)
+    assert torch.allclose(ve.marginal_std(t), 0.01 * (5000.0**t))
+    vp = VPSDE(0.1, 20.0)
+    integral = 0.1 * t + 0.5 * 19.9 * t**2
+    assert torch.allclose(vp.mean_coefficient(t), torch.exp(-0.5 * integral))
+    assert torch.allclose(vp.marginal_std(t) ** 2, 1 - torch.exp(-integral), atol=1e-7)
+    sub = SubVPSDE(0.1, 20.0)
+    assert torch.allclose(sub.marginal_std(t), 1 - torch.exp(-integral), atol=1e-7)
+
+
+@pytest.mark.parametrize("sde", SDES, ids=lambda s: type(s).__name__)
+def test_diffusion_is_derivative_of_variance(sde):
+    """For dx = −½β x dt + g dw (or f = 0), d var/dt = 2 (f-coefficient) var + g²: check by finite differences."""
+    t = torch.linspace(0.05, 0.95, 7, dtype=torch.float64)
+    h = 1e-5
+    var = lambda s: sde.marginal_std(s) ** 2  # noqa: E731
+    dvar = (var(t + h) - var(t - h)) / (2 * h)
+    x = torch.ones(len(t), 1, dtype=torch.float64)
+    drift, g = sde.sde(x, t)
+    linear = drift[:, 0]  # f(x=1, t) is the coefficient of x
+    assert torch.allclose(dvar, 2 * linear * var(t) + g**2, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("sde", SDES, ids=lambda s: type(s).__name__)
+def test_prior_sampling_and_logp(sde):
+    generator = torch.Generator().manual_seed(3)
+    z = sde.prior_sampling((4000, 1, 2, 2), generator=generator)
+    assert z.shape == (4000, 1, 2, 2)
+    assert abs(z.std().item() / sde.prior_std - 1) < 0.03
+    again = sde.prior_sampling((4000, 1, 2, 2), generator=torch.Generator().manual_seed(3))
+    assert torch.equal(z, again)
+    expected = torch.distributions.Normal(0.0, sde.prior_std).log_prob(z).flatten(1).sum(1)
+    assert torch.allclose(sde.prior_logp(z), expected, rtol=1e-5)
+
+
+def test_discretize_matches_marginals():
+    """The exact chains compose: running the VP DDPM chain forward over [0, 1] gives the VP marginal."""
+    sde = VPSDE(0.1, 20.0)
+    n, steps = 20_000, 200
+    generator = torch.Generator().manual_seed(1)
+    x = torch.full((n, 1), 2.0, dtype=torch.float64)
+    for k in range(1, steps + 1):
+        t = torch.full((n,), k / steps, dtype=torch.float64)
+        f, G = sde.discretize(x, t, 1 / steps)
+        x = x + f + G[:, None] * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    t1 = torch.ones(1, dtype=torch.float64)
+    assert abs(x.mean().item() - 2 * sde.mean_coefficient(t1).item()) < 0.03
+    assert abs(x.var().item() / sde.marginal_std(t1).item() ** 2 - 1) < 0.03
+
+
+def test_bad_hyperparameters_are_refused():
+    with pytest.raises(ValueError, match="sigma_min < sigma_max"):
+        VESDE(sigma_min=1.0, sigma_max=0.5)
+    with pytest.raises(ValueError, match="beta_min < beta_max"):
+        VPSDE(beta_min=5.0, beta_max=1.0)
+    with pytest.raises(ValueError, match="finite"):
+        VESDE(sigma_min=0.01, sigma_max=float("inf"))
+    with pytest.raises(ValueError, match="sigma_min"):
+        SDEConfig(kind="ve", sigma_min=2.0, sigma_max=1.0)
+    with pytest.raises(ValueError, match="t must have shape"):
+        VESDE().sde(torch.zeros(3, 1, 2, 2), torch.zeros(2))
