@@ -204,7 +204,7 @@ def log_likelihood(
 
     evaluations = 0
     bar = tqdm(total=sde.T - eps, desc="log-likelihood ODE", disable=not progress, leave=False,
-               bar_format="{l_bar}{bar}| t={postfix}")
+               unit="t", bar_format="{l_bar}{bar}{postfix}")
     last_t = eps
 
     def augmented_drift(t: float, state: np.ndarray) -> np.ndarray:
@@ -213,7 +213,7 @@ def log_likelihood(
         if t > last_t:
             bar.update(t - last_t)
             last_t = t
-        bar.set_postfix_str(f"{t:.4f} nfe={evaluations}", refresh=False)
+        bar.set_postfix_str(f"t={t:.4f} nfe={evaluations}", refresh=False)
         x_t = torch.from_numpy(state[: batch * dims]).to(device=device, dtype=dtype).reshape(shape)
         t_vec = torch.full((batch,), t, device=device, dtype=dtype)
 

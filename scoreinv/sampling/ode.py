@@ -80,7 +80,7 @@ def ode_sample(
 
     evaluations = 0
     bar = tqdm(total=sde.T - eps, desc="ODE sampling", disable=not progress, leave=False,
-               bar_format="{l_bar}{bar}| t={postfix}")
+               unit="t", bar_format="{l_bar}{bar}{postfix}")
     last_t = sde.T
 
     def drift(t: float, state: np.ndarray) -> np.ndarray:
@@ -89,7 +89,7 @@ def ode_sample(
         if t < last_t:
             bar.update(last_t - t)
             last_t = t
-        bar.set_postfix_str(f"{t:.4f} nfe={evaluations}", refresh=False)
+        bar.set_postfix_str(f"t={t:.4f} nfe={evaluations}", refresh=False)
         x_t = torch.from_numpy(state).to(device=device, dtype=dtype).reshape(shape)
         t_vec = torch.full((shape[0],), t, device=device, dtype=dtype)
         return flow.sde(x_t, t_vec)[0].detach().flatten().cpu().double().numpy()
