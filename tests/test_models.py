@@ -11,6 +11,15 @@ from scoreinv.models import EMA, ScoreModel, UNet
 from scoreinv.sde import VESDE, VPSDE
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks run faster on one thread, and two threads thrash when the cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_unet_config(**overrides) -> UNetConfig:
     settings = dict(image_size=8, channels=1, base_channels=8, channel_multipliers=(1, 2), num_res_blocks=1)
     settings.update(overrides)
@@ -225,3 +234,13 @@ def test_ema_state_dict_round_trip_and_decay_validation():
     with pytest.raises(ValueError, match="missing"):
         ema.update(nn.Linear(3, 2))
     assert math.isclose(EMA(model, 0.0).decay, 0.0)
+
+
+def test_score_model_output_keeps_input_dtype():
+    """float32 out under bfloat16 autocast (the AMP training path) and for float64 times."""
+    model = randomise_(score_model())
+    x = torch.randn(2, 1, 8, 8)
+    assert model(x, torch.rand(2, dtype=torch.float64)).dtype == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, torch.rand(2))
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()

@@ -73,7 +73,9 @@ class ScoreModel(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """s_θ(x, t) = UNet(x, t) / std(t); x (B, C, N, N), t (B,) -> (B, C, N, N)."""
         self._check_input(x, t)
-        std = self._sde.marginal_std(t)
+        # std in x's dtype: the output keeps the input's precision (float32 under bfloat16
+        # autocast too, and not float64 when t happens to be float64).
+        std = self._sde.marginal_std(t).to(x.dtype)
         return self.unet(x, t) / expand_to(std, x)
 
     def extra_repr(self) -> str:
