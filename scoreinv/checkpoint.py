@@ -1,0 +1,348 @@
+"""One self-describing file per model: configuration, weights, training state.
+
+A checkpoint is a ``torch.save`` of a plain dict holding only tensors and primitive values,
+so it loads with ``torch.load(..., weights_only=True)`` (no arbitrary code runs on load):
+
+========================  ==================================================================
+``format``                ``"scoreinv-checkpoint"`` (what the file is)
+``format_version``        1
+``scoreinv_version``      the version of the package that wrote it
+``model_config``          :class:`~scoreinv.config.ModelConfig` as JSON (SDE, U-Net, value range)
+``training_config``       :class:`~scoreinv.config.TrainingConfig` as JSON, or ``None``
+``step``                  optimiser steps taken so far
+``ema``                   ``{"decay": d, "shadow": state dict}`` -- the weights to sample with
+                          (d is ``None`` for an export of a model's current weights)
+``weights``               the raw (last-iterate) state dict, or ``None``
+``optimizer``             the optimiser's state dict, or ``None``
+========================  ==================================================================
+
+Files are written atomically: to a temporary file in the target folder, flushed and
+fsynced, then renamed over the target, so a crash mid-write never leaves a truncated
+checkpoint behind (the previous one survives).
+
+Bundled priors live in ``scoreinv/weights/<name>.pt`` (package data) and are loaded by name:
+``load_model("ct-phantom")``. They are exported with :func:`export_model` (EMA weights
+only, float16 parameters), and load back as float32.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from scoreinv.config import ModelConfig, TrainingConfig
+from scoreinv.models import EMA, ScoreModel
+
+FORMAT = "scoreinv-checkpoint"
+FORMAT_VERSION = 1
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+_REQUIRED_KEYS = (
+    "format",
+    "format_version",
+    "scoreinv_version",
+    "model_config",
+    "training_config",
+    "step",
+    "ema",
+    "weights",
+    "optimizer",
+)
+
+
+def _scoreinv_version() -> str:
+    # Imported lazily: the package's __init__ may itself import this module.
+    import scoreinv
+
+    return str(getattr(scoreinv, "__version__", "unknown"))
+
+
+def _cpu_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: value.detach().to("cpu", copy=True) for name, value in state.items()}
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    """torch.save to a temp file next to ``path``, fsync, then os.replace onto ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+        raise
+    # Make the rename itself durable; not every platform can open a directory.
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: ScoreModel,
+    *,
+    ema: EMA | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    training_config: TrainingConfig | None = None,
+    step: int = 0,
+) -> Path:
+    """Write ``model`` (and optionally its EMA, optimiser and training state) to ``path``.
+
+    Parameters
+    ----------
+    path:
+        Target file (conventionally ``*.pt``); parent folders are created.
+    model:
+        The score model; its current state dict is stored as the raw ``weights``.
+    ema:
+        The EMA of the weights, stored as the weights to sample with. Without it,
+        :func:`load_model` needs ``weights="raw"``.
+    optimizer, training_config, step:
+        What :func:`scoreinv.training.train` needs to resume exactly.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+    """
+    if not isinstance(model, ScoreModel):
+        raise ValueError(f"save_checkpoint needs a ScoreModel, got {type(model).__name__}")
+    if int(step) < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    content = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "scoreinv_version": _scoreinv_version(),
+        "model_config": model.config.model_dump_json(),
+        "training_config": None if training_config is None else training_config.model_dump_json(),
+        "step": int(step),
+        "ema": None if ema is None else {"decay": ema.decay, "shadow": _cpu_state(ema.shadow)},
+        "weights": _cpu_state(model.state_dict()),
+        "optimizer": None if optimizer is None else optimizer.state_dict(),
+    }
+    path = Path(path)
+    _atomic_save(content, path)
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and validate a checkpoint file.
+
+    Returns
+    -------
+    dict
+        The stored dict (keys in the module docstring), with ``model_config`` parsed into a
+        :class:`~scoreinv.config.ModelConfig` and ``training_config`` into a
+        :class:`~scoreinv.config.TrainingConfig` (or ``None``).
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ValueError
+        The file is truncated or corrupt, is a torch file that is not a scoreinv
+        checkpoint, was written by a newer format version, or is inconsistent.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no scoreinv checkpoint at {str(path)!r}: file not found")
+    try:
+        content = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # corrupt zip, bad pickle, non-tensor objects: all unreadable
+        raise ValueError(
+            f"{str(path)!r} is not a readable scoreinv checkpoint (truncated, corrupt or not a "
+            f"weights-only torch file): {type(error).__name__}: {error}"
+        ) from error
+
+    if not isinstance(content, dict) or content.get("format") != FORMAT:
+        found = sorted(map(str, content))[:8] if isinstance(content, dict) else type(content).__name__
+        raise ValueError(
+            f"{str(path)!r} is a torch file but not a scoreinv checkpoint "
+            f"(no format marker {FORMAT!r}; found {found})"
+        )
+    version = content.get("format_version")
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise ValueError(
+            f"{str(path)!r} has checkpoint format version {version!r}; this scoreinv reads "
+            f"versions 1..{FORMAT_VERSION} (written by scoreinv {content.get('scoreinv_version')})"
+        )
+    missing = [key for key in _REQUIRED_KEYS if key not in content]
+    if missing:
+        raise ValueError(f"{str(path)!r} is an incomplete scoreinv checkpoint: missing {missing}")
+    try:
+        content["model_config"] = ModelConfig.model_validate_json(content["model_config"])
+        if content["training_config"] is not None:
+            content["training_config"] = TrainingConfig.model_validate_json(content["training_config"])
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{str(path)!r} holds an invalid configuration: {error}") from error
+    if not isinstance(content["step"], int) or content["step"] < 0:
+        raise ValueError(f"{str(path)!r} holds an invalid step {content['step']!r}")
+    ema = content["ema"]
+    if ema is not None and not (isinstance(ema, dict) and "decay" in ema and isinstance(ema.get("shadow"), dict)):
+        raise ValueError(f"{str(path)!r} holds a malformed EMA entry")
+    if ema is None and content["weights"] is None:
+        raise ValueError(f"{str(path)!r} holds no weights (neither EMA nor raw)")
+    return content
+
+
+def bundled_models() -> list[str]:
+    """Names of the priors shipped in ``scoreinv/weights/`` (``load_model(name)``)."""
+    return sorted(path.stem for path in WEIGHTS_DIR.glob("*.pt"))
+
+
+def resolve_checkpoint(path_or_name: str | os.PathLike) -> Path:
+    """A file path for a checkpoint path or a bundled model name.
+
+    A ``str`` with no path separator and no ``.pt`` suffix is a bundled name and resolves to
+    ``scoreinv/weights/<name>.pt``; anything else (including every ``pathlib.Path``) is a path.
+    """
+    if isinstance(path_or_name, str):
+        name = path_or_name
+        is_name = "/" not in name and os.sep not in name and not name.endswith(".pt")
+        if os.altsep:
+            is_name = is_name and os.altsep not in name
+        if is_name:
+            available = bundled_models()
+            if name not in available:
+                raise ValueError(
+                    f"unknown bundled model {name!r}; available: {available if available else 'none'} "
+                    f"(to load a file, pass a path with a separator or a .pt suffix)"
+                )
+            return WEIGHTS_DIR / f"{name}.pt"
+    return Path(path_or_name)
+
+
+def _state_for_model(model: ScoreModel, state: Mapping[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """Cast stored tensors to the model's dtypes (float16 exports come back as float32)."""
+    expected = model.state_dict()
+    if set(state) != set(expected):
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        raise ValueError(
+            f"{source}: stored weights do not match the model built from its config "
+            f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
+    converted = {}
+    for name, value in state.items():
+        if value.shape != expected[name].shape:
+            raise ValueError(
+                f"{source}: weight {name!r} has shape {tuple(value.shape)}, "
+                f"the model expects {tuple(expected[name].shape)}"
+            )
+        converted[name] = value.to(expected[name].dtype)
+    return converted
+
+
+def load_model(
+    path_or_name: str | os.PathLike,
+    device: str | torch.device | None = None,
+    weights: Literal["ema", "raw"] = "ema",
+) -> ScoreModel:
+    """A trained prior, ready for sampling: eval mode, parameters frozen, float32.
+
+    Parameters
+    ----------
+    path_or_name:
+        A checkpoint file, or the name of a bundled prior (see :func:`resolve_checkpoint`).
+    device:
+        Where to put the model (default: the CPU).
+    weights:
+        ``"ema"`` (default: the exponential moving average, what to sample with) or
+        ``"raw"`` (the last training iterate).
+    """
+    if weights not in ("ema", "raw"):
+        raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
+    path = resolve_checkpoint(path_or_name)
+    content = read_checkpoint(path)
+    if weights == "ema":
+        if content["ema"] is None:
+            raise ValueError(f"{str(path)!r} holds no EMA weights; load it with weights='raw'")
+        state = content["ema"]["shadow"]
+    else:
+        if content["weights"] is None:
+            raise ValueError(f"{str(path)!r} holds no raw weights (an export keeps only EMA); use weights='ema'")
+        state = content["weights"]
+    model = ScoreModel(content["model_config"])
+    model.load_state_dict(_state_for_model(model, state, repr(str(path))))
+    model.eval()
+    model.requires_grad_(False)
+    if device is not None:
+        model.to(device)
+    return model
+
+
+def export_model(
+    source: str | os.PathLike | ScoreModel,
+    path_out: str | os.PathLike,
+    half: bool = True,
+) -> Path:
+    """Write a compact, sampling-only checkpoint: EMA weights and config, no optimiser.
+
+    Parameters
+    ----------
+    source:
+        A checkpoint path or bundled name (its EMA weights are exported; training config
+        and step are kept), or a :class:`ScoreModel`, whose *current* weights are exported
+        as the weights to sample with (e.g. a model from :func:`load_model`).
+    path_out:
+        Target file, written atomically.
+    half:
+        Store the parameters as float16 (half the size). Buffers stay as they are: the
+        U-Net's Fourier frequencies are up to ~50 and multiply t inside sin/cos, where
+        float16's 3-digit precision would shift the time features visibly.
+        :func:`load_model` casts everything back to float32.
+    """
+    if isinstance(source, nn.Module):
+        if not isinstance(source, ScoreModel):
+            raise ValueError(f"export_model needs a ScoreModel or a checkpoint, got {type(source).__name__}")
+        model = source
+        state = _cpu_state(model.state_dict())
+        # Not an average we can vouch for: no decay is recorded.
+        training_config, step, decay = None, 0, None
+    else:
+        path_in = resolve_checkpoint(source)
+        content = read_checkpoint(path_in)
+        if content["ema"] is None:
+            raise ValueError(f"{str(path_in)!r} holds no EMA weights to export")
+        model = ScoreModel(content["model_config"])
+        state = _state_for_model(model, content["ema"]["shadow"], repr(str(path_in)))
+        training_config, step = content["training_config"], content["step"]
+        decay = content["ema"]["decay"]
+
+    parameter_names = {name for name, _ in model.named_parameters()}
+    if half:
+        state = {
+            name: value.half() if name in parameter_names and value.is_floating_point() else value
+            for name, value in state.items()
+        }
+    content_out = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "scoreinv_version": _scoreinv_version(),
+        "model_config": model.config.model_dump_json(),
+        "training_config": None if training_config is None else training_config.model_dump_json(),
+        "step": int(step),
+        "ema": {"decay": decay, "shadow": state},
+        "weights": None,
+        "optimizer": None,
+    }
+    path_out = Path(path_out)
+    _atomic_save(content_out, path_out)
+    return path_out
