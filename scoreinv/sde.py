@@ -98,10 +98,10 @@ class SDE(abc.ABC):
         dtype: torch.dtype = torch.float32,
     ) -> torch.Tensor:
         """Draw x_T ~ N(0, prior_std² I) of the given shape, through ``generator``."""
-        if generator is not None and device is None:
-            device = generator.device
-        z = torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
-        return self.prior_std * z
+        # Draw on the generator's device (a CPU generator cannot fill a CUDA tensor), then move.
+        source = generator.device if generator is not None else device
+        z = torch.randn(tuple(shape), generator=generator, device=source, dtype=dtype)
+        return self.prior_std * z.to(device) if device is not None else self.prior_std * z
 
     def prior_logp(self, z: torch.Tensor) -> torch.Tensor:
         """log N(z; 0, prior_std² I) per item, shape (B,), in nats."""

@@ -20,15 +20,6 @@ from scoreinv.models import EMA, ScoreModel
 from scoreinv.training import train
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks run faster on one thread, and two threads thrash when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_config(channels: int = 1) -> ModelConfig:
     unet = UNetConfig(
         image_size=8, channels=channels, base_channels=8, channel_multipliers=(1, 2), num_res_blocks=1,

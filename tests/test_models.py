@@ -11,15 +11,6 @@ from scoreinv.models import EMA, ScoreModel, UNet
 from scoreinv.sde import VESDE, VPSDE
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks run faster on one thread, and two threads thrash when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_unet_config(**overrides) -> UNetConfig:
     settings = dict(image_size=8, channels=1, base_channels=8, channel_multipliers=(1, 2), num_res_blocks=1)
     settings.update(overrides)

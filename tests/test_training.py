@@ -14,15 +14,6 @@ from scoreinv.models import ScoreModel
 from scoreinv.sde import VESDE, VPSDE
 from scoreinv.training import train
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks run faster on one thread, and two threads thrash when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # -- the loss ---------------------------------------------------------------------------------
 
 SDES = [VESDE(0.01, 5.0), VPSDE(0.1, 20.0)]

@@ -1,0 +1,7 @@
+"""``python -m scoreinv``: the command line."""
+
+import sys
+
+from scoreinv.cli import main
+
+sys.exit(main())

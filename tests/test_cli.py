@@ -1,0 +1,70 @@
+"""The command line: a round trip on a tiny model, and one-line errors with exit code 2."""
+
+import json
+
+import numpy as np
+import pytest
+
+from scoreinv.cli import main
+
+TINY = {
+    "model": {"sde": {"kind": "vp"},
+              "unet": {"base_channels": 8, "channel_multipliers": [1, 2], "num_res_blocks": 1}},
+    "training": {"warmup_steps": 1, "batch_size": 8},
+}
+
+
+@pytest.fixture()
+def tiny_data(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 1, size=(32, 1, 8, 8)).astype(np.float32)
+    path = tmp_path / "images.npy"
+    np.save(path, images)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(TINY))
+    return path, config
+
+
+def test_train_sample_likelihood_round_trip(tmp_path, tiny_data, capsys):
+    data, config = tiny_data
+    model = tmp_path / "model.pt"
+    assert main(["train", str(data), "--out", str(model), "--config", str(config), "--steps", "3"]) == 0
+    assert model.exists()
+    samples = tmp_path / "samples.npy"
+    assert main(["sample", str(model), "--n", "3", "--steps", "5", "--out", str(samples)]) == 0
+    assert np.load(samples).shape == (3, 1, 8, 8)
+    report = tmp_path / "bpd.json"
+    few = tmp_path / "few.npy"
+    np.save(few, np.load(data)[:4])
+    assert main(["likelihood", str(model), str(few), "--exact", "--out", str(report)]) == 0
+    result = json.loads(report.read_text())
+    assert len(result["bpd"]) == 4 and result["offset"] == 8.0 and result["divergence"] == "exact"
+    assert "bits/dim" in capsys.readouterr().out
+    # resuming to more steps continues the same run
+    assert main(["train", str(data), "--out", str(model), "--config", str(config), "--steps", "4"]) == 0
+    assert "trained to step 4" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["train", "{missing}", "--out", "{out}"], "data file not found"),
+        (["train", "{bad_shape}", "--out", "{out}"], "must hold images of shape (N, C, H, W)"),
+        (["train", "{data}", "--out", "{out}", "--steps", "0"], "invalid configuration: steps"),
+        (["train", "{data}", "--out", "{out}", "--config", "{bad_config}"], "unknown sections"),
+        (["sample", "{missing}.pt"], "no scoreinv checkpoint"),
+        (["likelihood", "{corrupt}", "{data}"], "not a readable scoreinv checkpoint"),
+    ],
+)
+def test_user_mistakes_give_one_line_and_exit_2(tmp_path, tiny_data, capsys, arguments, message):
+    data, _ = tiny_data
+    np.save(tmp_path / "bad.npy", np.zeros((3, 8, 8), dtype=np.float32))
+    (tmp_path / "bad_config.json").write_text(json.dumps({"modle": {}}))
+    (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint")
+    paths = {"missing": tmp_path / "missing.npy", "out": tmp_path / "out.pt", "data": data,
+             "bad_shape": tmp_path / "bad.npy", "bad_config": tmp_path / "bad_config.json",
+             "corrupt": tmp_path / "corrupt.pt"}
+    assert main([a.format(**paths) for a in arguments]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("scoreinv: error:") and message in error
+    assert len(error.splitlines()) == 1
