@@ -76,6 +76,7 @@ def main() -> None:
     args = parser.parse_args()
 
     limit_threads(args.threads)
+    torch.manual_seed(args.seed)  # the langevin-indep-z diagnostic draws its extra ‖z‖ from the global RNG
     sides = [int(s) for s in (args.sides or ("4,8" if args.quick else "4,8,16")).split(",")]
     steps = args.steps or (200 if args.quick else 500)
     n = args.samples or (1000 if args.quick else 2000)
