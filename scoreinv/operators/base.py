@@ -1,0 +1,338 @@
+"""Linear forward operators y = A x (+ noise), their composition, and least squares.
+
+Every operator maps a batch ``x`` of shape ``(B, *in_shape)`` to ``(B, *out_shape)``
+on the input's device and dtype, and has an adjoint, an approximate inverse
+(``pinv``) and an optional noise model. The subsampled-transform family
+A = Λ T of Song et al. (2022) adds the full transform T, its (approximate)
+inverse and the subsampling Λ, which is what the consistency step of the
+conditional samplers needs.
+
+This subpackage is a leaf: it imports nothing else from scoreinv.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from typing import Any
+
+import torch
+
+Shape = tuple[int, ...]
+
+
+def _shape_str(shape: Shape) -> str:
+    return "(B, " + ", ".join(str(s) for s in shape) + ")"
+
+
+def validate(t: Any, shape: Shape, where: str, *, check_finite: bool = True) -> torch.Tensor:
+    """Check that ``t`` is a finite floating-point tensor of shape ``(B, *shape)``.
+
+    Raises ValueError naming ``where`` and the expected shape otherwise.
+    """
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{where} expects a torch.Tensor of shape {_shape_str(shape)}, "
+                         f"got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise ValueError(f"{where} expects a floating-point tensor of shape {_shape_str(shape)}, "
+                         f"got dtype {t.dtype}")
+    if t.dim() != len(shape) + 1 or tuple(t.shape[1:]) != tuple(shape):
+        hint = " (add a leading batch dimension)" if tuple(t.shape) == tuple(shape) else ""
+        raise ValueError(f"{where} expects shape {_shape_str(shape)}, got {tuple(t.shape)}{hint}")
+    if check_finite and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{where}: the input of shape {tuple(t.shape)} contains NaN or inf")
+    return t
+
+
+def _per_item_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """⟨a_i, b_i⟩ for each item: shape (B,)."""
+    return (a * b).flatten(1).sum(1)
+
+
+def _items(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Per-item values (B,) reshaped to broadcast against ``like`` (B, ...)."""
+    return values.reshape(values.shape[0], *([1] * (like.dim() - 1)))
+
+
+class LinearOperator(abc.ABC):
+    """A linear map A from ``(B, *in_shape)`` to ``(B, *out_shape)`` with a noise model.
+
+    Subclasses implement ``_forward`` and ``_adjoint`` on already-validated input
+    (and may override ``_pinv``). The public methods validate the input shape and
+    reject NaN/inf with a ValueError.
+
+    Attributes
+    ----------
+    in_shape, out_shape:
+        Per-item shapes (without the batch dimension).
+    noise:
+        A noise model (:class:`~scoreinv.operators.GaussianNoise`,
+        :class:`~scoreinv.operators.PoissonNoise`) or None for noiseless data.
+    """
+
+    def __init__(self, in_shape: Shape, out_shape: Shape, noise=None) -> None:
+        self.in_shape = tuple(int(s) for s in in_shape)
+        self.out_shape = tuple(int(s) for s in out_shape)
+        self.noise = noise
+        self._device_cache: dict[tuple, torch.Tensor] = {}
+
+    # --- to implement -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _forward(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    @abc.abstractmethod
+    def _adjoint(self, y: torch.Tensor) -> torch.Tensor: ...
+
+    def _pinv(self, y: torch.Tensor) -> torch.Tensor:
+        return _cgls(self, y, None, 20, 0.0)
+
+    # --- public -------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """A x: ``(B, *in_shape)`` -> ``(B, *out_shape)``."""
+        return self._forward(validate(x, self.in_shape, f"{self.name}.forward"))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """Aᵀ y: ``(B, *out_shape)`` -> ``(B, *in_shape)``."""
+        return self._adjoint(validate(y, self.out_shape, f"{self.name}.adjoint"))
+
+    def pinv(self, y: torch.Tensor) -> torch.Tensor:
+        """An approximate inverse of A (zero filling, FBP, ...): ``(B, *out_shape)`` ->
+        ``(B, *in_shape)``. The base class runs 20 CG iterations on the normal equations."""
+        return self._pinv(validate(y, self.out_shape, f"{self.name}.pinv"))
+
+    @property
+    def noise_std(self) -> float:
+        """Standard deviation of the measurement noise (0.0 when noiseless)."""
+        return 0.0 if self.noise is None else float(self.noise.std)
+
+    def simulate(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A noisy measurement A x + n (A x when the operator has no noise model)."""
+        y = self.forward(x)
+        return y if self.noise is None else self.noise(y, generator=generator)
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def config(self) -> dict:
+        """A JSON-serialisable description (type, geometry, noise)."""
+        return {"type": self.name, "in_shape": list(self.in_shape),
+                "out_shape": list(self.out_shape), "noise": _noise_config(self.noise)}
+
+    def __repr__(self) -> str:
+        return f"{self.name}(in_shape={self.in_shape}, out_shape={self.out_shape}, noise={self.noise!r})"
+
+    def __matmul__(self, other: LinearOperator) -> ComposedOperator:
+        if not isinstance(other, LinearOperator):
+            return NotImplemented
+        return ComposedOperator(self, other)
+
+    # --- diagnostics --------------------------------------------------------------------------
+    def check_adjoint(self, generator: torch.Generator | None = None,
+                      dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu",
+                      batch: int = 2) -> float:
+        """Relative adjointness error |⟨Ax, y⟩ − ⟨x, Aᵀy⟩| / (‖Ax‖ ‖y‖) on random x, y."""
+        g = generator if generator is not None else torch.Generator().manual_seed(0)
+        x = torch.randn((batch, *self.in_shape), generator=g, dtype=dtype).to(device)
+        y = torch.randn((batch, *self.out_shape), generator=g, dtype=dtype).to(device)
+        with torch.no_grad():
+            ax = self.forward(x)
+            aty = self.adjoint(y)
+        lhs = (ax * y).sum()
+        rhs = (x * aty).sum()
+        scale = ax.norm() * y.norm()
+        return float((lhs - rhs).abs() / scale) if scale > 0 else float((lhs - rhs).abs())
+
+    def norm(self, iterations: int = 50, generator: torch.Generator | None = None,
+             dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> float:
+        """Spectral norm ‖A‖₂ (largest singular value) by the power method on AᵀA."""
+        g = generator if generator is not None else torch.Generator().manual_seed(0)
+        x = torch.randn((1, *self.in_shape), generator=g, dtype=dtype).to(device)
+        with torch.no_grad():
+            x = x / x.norm()
+            for _ in range(iterations):
+                z = self._adjoint(self._forward(x))
+                size = z.norm()
+                if size == 0:
+                    return 0.0
+                x = z / size
+            estimate = float(self._forward(x).norm())  # ‖A x‖ with ‖x‖ = 1
+        return estimate
+
+    # --- helpers for subclasses ---------------------------------------------------------------
+    def _on(self, name: str, tensor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """``tensor`` moved to ``like``'s device and dtype, cached per (name, device, dtype)."""
+        key = (name, like.device, like.dtype)
+        cached = self._device_cache.get(key)
+        if cached is None:
+            cached = tensor.to(device=like.device, dtype=like.dtype)
+            self._device_cache[key] = cached
+        return cached
+
+
+def _noise_config(noise) -> dict | None:
+    return None if noise is None else noise.config()
+
+
+class ComposedOperator(LinearOperator):
+    """A ∘ B (``op_a @ op_b``): forward A(B(x)), adjoint Bᵀ(Aᵀ(y)), noise of the outer A.
+
+    ``pinv`` is B⁺(A⁺(y)) from the parts' approximate inverses.
+    """
+
+    def __init__(self, outer: LinearOperator, inner: LinearOperator) -> None:
+        if tuple(inner.out_shape) != tuple(outer.in_shape):
+            raise ValueError(f"cannot compose {outer.name} @ {inner.name}: {inner.name} produces "
+                             f"{_shape_str(inner.out_shape)} but {outer.name} expects "
+                             f"{_shape_str(outer.in_shape)}")
+        super().__init__(inner.in_shape, outer.out_shape, noise=outer.noise)
+        self.outer = outer
+        self.inner = inner
+
+    @property
+    def name(self) -> str:
+        return f"({self.outer.name} @ {self.inner.name})"
+
+    def _forward(self, x):
+        return self.outer._forward(self.inner._forward(x))
+
+    def _adjoint(self, y):
+        return self.inner._adjoint(self.outer._adjoint(y))
+
+    def _pinv(self, y):
+        return self.inner._pinv(self.outer._pinv(y))
+
+    def config(self) -> dict:
+        return {"type": "ComposedOperator", "outer": self.outer.config(),
+                "inner": self.inner.config()}
+
+    def __repr__(self) -> str:
+        return f"ComposedOperator({self.outer!r} @ {self.inner!r})"
+
+
+class SubsampledTransformOp(LinearOperator):
+    """A = Λ T: a full transform T followed by a subsampling Λ (Song et al., 2022).
+
+    Members (per-item shapes, batched over the leading dimension):
+
+    * ``full_shape``: the shape of T x;
+    * ``transform(x)`` -> T x, ``(B, *full_shape)``;
+    * ``inverse_transform(z)`` -> T⁻¹ z (exact or approximate), ``(B, *in_shape)``;
+    * ``transform_adjoint(z)`` -> Tᵀ z, ``(B, *in_shape)``;
+    * ``mask``: float tensor of ``full_shape``, 1 on the measured entries of T x;
+    * ``subsample(z)`` -> Λ z, ``(B, *out_shape)``;
+    * ``embed(y)`` -> the zero-filled ``(B, *full_shape)`` (Λᵀ, the adjoint of subsample).
+
+    forward = subsample ∘ transform, adjoint = transform_adjoint ∘ embed. For a
+    measurement y, ``embed(y) + (1 − mask)·transform(x)`` is the full transform of
+    x with its measured entries replaced by y.
+    """
+
+    full_shape: Shape
+    mask: torch.Tensor
+
+    # to implement
+    @abc.abstractmethod
+    def _transform(self, x): ...
+
+    @abc.abstractmethod
+    def _inverse_transform(self, z): ...
+
+    @abc.abstractmethod
+    def _transform_adjoint(self, z): ...
+
+    @abc.abstractmethod
+    def _subsample(self, z): ...
+
+    @abc.abstractmethod
+    def _embed(self, y): ...
+
+    def _forward(self, x):
+        return self._subsample(self._transform(x))
+
+    def _adjoint(self, y):
+        return self._transform_adjoint(self._embed(y))
+
+    # public, validated
+    def transform(self, x: torch.Tensor) -> torch.Tensor:
+        """T x: ``(B, *in_shape)`` -> ``(B, *full_shape)``."""
+        return self._transform(validate(x, self.in_shape, f"{self.name}.transform"))
+
+    def inverse_transform(self, z: torch.Tensor) -> torch.Tensor:
+        """T⁻¹ z (exact or approximate): ``(B, *full_shape)`` -> ``(B, *in_shape)``."""
+        return self._inverse_transform(validate(z, self.full_shape, f"{self.name}.inverse_transform"))
+
+    def transform_adjoint(self, z: torch.Tensor) -> torch.Tensor:
+        """Tᵀ z: ``(B, *full_shape)`` -> ``(B, *in_shape)``."""
+        return self._transform_adjoint(validate(z, self.full_shape, f"{self.name}.transform_adjoint"))
+
+    def subsample(self, z: torch.Tensor) -> torch.Tensor:
+        """Λ z: ``(B, *full_shape)`` -> ``(B, *out_shape)``."""
+        return self._subsample(validate(z, self.full_shape, f"{self.name}.subsample"))
+
+    def embed(self, y: torch.Tensor) -> torch.Tensor:
+        """Λᵀ y, zero-filled: ``(B, *out_shape)`` -> ``(B, *full_shape)``."""
+        return self._embed(validate(y, self.out_shape, f"{self.name}.embed"))
+
+
+# --- least squares -----------------------------------------------------------------------------
+
+def least_squares(op: LinearOperator, y: torch.Tensor, x0: torch.Tensor | None = None,
+                  iterations: int = 20, damping: float = 0.0) -> torch.Tensor:
+    """Solve (AᵀA + damping·I) x = Aᵀ y by conjugate gradients, per item, from ``x0``.
+
+    Batched: every item has its own CG step sizes. The iteration is CGLS (CG on the
+    normal equations written with the residual y − A x, which avoids forming AᵀA and
+    loses less precision). Warm-started at ``x0`` (zeros when None), it converges to
+    the least-squares solution closest to x0 in the null-space directions of A;
+    ``least_squares(op, y, x0=x)`` is therefore the projection x + A⁺(y − A x) onto
+    {A x = y} (for consistent y and enough iterations). ``damping > 0`` gives the
+    Tikhonov-regularised (noise-aware) solution instead.
+    """
+    if not isinstance(op, LinearOperator):
+        raise ValueError(f"least_squares expects a LinearOperator, got {type(op).__name__}")
+    y = validate(y, op.out_shape, f"least_squares: y for {op.name}")
+    if x0 is not None:
+        x0 = validate(x0, op.in_shape, f"least_squares: x0 for {op.name}")
+        if x0.shape[0] != y.shape[0]:
+            raise ValueError(f"least_squares: x0 has batch size {x0.shape[0]}, y has {y.shape[0]}")
+    if iterations < 0:
+        raise ValueError(f"least_squares: iterations must be >= 0, got {iterations}")
+    damping = float(damping)
+    if not math.isfinite(damping) or damping < 0:
+        raise ValueError(f"least_squares: damping must be a finite number >= 0, got {damping}")
+    return _cgls(op, y, x0, iterations, damping)
+
+
+def _cgls(op: LinearOperator, y, x0, iterations: int, damping: float):
+    if x0 is None:
+        x = torch.zeros((y.shape[0], *op.in_shape), dtype=y.dtype, device=y.device)
+        r = y.clone()
+    else:
+        x = x0.to(dtype=y.dtype).clone()
+        r = y - op._forward(x)
+    s = op._adjoint(r)
+    if damping:
+        s = s - damping * x
+    p = s
+    gamma = _per_item_dot(s, s)
+    for _ in range(iterations):
+        q = op._forward(p)
+        delta = _per_item_dot(q, q)
+        if damping:
+            delta = delta + damping * _per_item_dot(p, p)
+        # items that have converged exactly (gamma = 0, hence p = 0) take no step
+        alpha = torch.where(delta > 0, gamma / torch.where(delta > 0, delta, 1.0), 0.0)
+        x = x + _items(alpha, x) * p
+        r = r - _items(alpha, r) * q
+        s = op._adjoint(r)
+        if damping:
+            s = s - damping * x
+        gamma_new = _per_item_dot(s, s)
+        beta = torch.where(gamma > 0, gamma_new / torch.where(gamma > 0, gamma, 1.0), 0.0)
+        p = s + _items(beta, p) * p
+        gamma = gamma_new
+    return x

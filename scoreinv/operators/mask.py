@@ -1,0 +1,166 @@
+"""Inpainting: y = mask ⊙ x, the unknown pixels zeroed (T = identity, Λ = the known pixels)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .base import SubsampledTransformOp
+from .noise import NoiseModel, make_noise
+
+
+def _image_hw(image_size) -> tuple[int, int]:
+    if isinstance(image_size, (int, np.integer)):
+        hw = (int(image_size), int(image_size))
+    else:
+        try:
+            hw = tuple(int(s) for s in image_size)
+        except TypeError:
+            raise ValueError(f"image_size must be an int or (H, W), got {image_size!r}") from None
+        if len(hw) != 2:
+            raise ValueError(f"image_size must be an int or (H, W), got {image_size!r}")
+    if min(hw) <= 0:
+        raise ValueError(f"image_size must be positive, got {image_size!r}")
+    return hw
+
+
+class MaskOp(SubsampledTransformOp):
+    """Inpainting with a fixed mask of known pixels.
+
+    ``y = mask ⊙ x`` keeps the image shape: in_shape = out_shape = full_shape =
+    ``(channels, H, W)``, unknown pixels are zero in y. T = identity,
+    ``subsample(z) = mask ⊙ z``, ``embed(y) = mask ⊙ y``, ``pinv(y) = y`` (zero filling).
+
+    The mask (1 = known / measured, 0 = missing) comes from exactly one of
+
+    * ``mask``: an (H, W) or (C, H, W) bool / 0-1 array or tensor (an (H, W) mask
+      is shared by all channels);
+    * ``boxes``: ``[(top, left, height, width), ...]`` rectangles of *missing*
+      pixels (clipped to the image), everything else known;
+    * ``fraction``: keep exactly ``round(fraction · H · W)`` pixel positions chosen
+      at random (the same positions in every channel), drawn with ``generator``.
+
+    ``noise_std`` adds Gaussian noise to the known pixels (unknown ones stay zero).
+    """
+
+    def __init__(self, mask=None, *, image_size=None, channels: int = 1,
+                 boxes: Sequence[Sequence[int]] | None = None, fraction: float | None = None,
+                 generator: torch.Generator | None = None, noise_std: float = 0.0,
+                 noise: NoiseModel | None = None) -> None:
+        given = [name for name, value in (("mask", mask), ("boxes", boxes), ("fraction", fraction))
+                 if value is not None]
+        if len(given) != 1:
+            raise ValueError("MaskOp needs exactly one of mask=, boxes= or fraction=, got "
+                             + (", ".join(given) if given else "none"))
+        channels = int(channels)
+        if channels <= 0:
+            raise ValueError(f"MaskOp: channels must be positive, got {channels}")
+        self._boxes = None
+        self._fraction = None
+        if mask is not None:
+            m = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
+            m = m.detach().cpu()
+            if m.dim() not in (2, 3):
+                raise ValueError(f"MaskOp: mask must have shape (H, W) or (C, H, W), got {tuple(m.shape)}")
+            if m.dtype == torch.bool:
+                m = m.double()
+            elif not (m.is_floating_point() or m.dtype in (torch.uint8, torch.int8, torch.int16,
+                                                           torch.int32, torch.int64)):
+                raise ValueError(f"MaskOp: mask must be bool or 0/1 numbers, got dtype {m.dtype}")
+            m = m.double()
+            if not bool(((m == 0) | (m == 1)).all()):
+                raise ValueError("MaskOp: mask values must be 0 (missing) or 1 (known)")
+            if m.dim() == 3:
+                if image_size is None and channels == 1:
+                    channels = m.shape[0]
+                if m.shape[0] not in (1, channels):
+                    raise ValueError(f"MaskOp: mask has {m.shape[0]} channels, expected 1 or {channels}")
+            hw = tuple(m.shape[-2:])
+            if image_size is not None and _image_hw(image_size) != hw:
+                raise ValueError(f"MaskOp: mask is {hw[0]}×{hw[1]} but image_size is {image_size!r}")
+            m = m.reshape(-1, *hw).expand(channels, *hw).clone()
+        else:
+            if image_size is None:
+                raise ValueError("MaskOp: image_size is required with boxes= or fraction=")
+            hw = _image_hw(image_size)
+            m2 = torch.ones(hw, dtype=torch.float64)
+            if boxes is not None:
+                self._boxes = []
+                for box in boxes:
+                    try:
+                        top, left, height, width = (int(v) for v in box)
+                    except (TypeError, ValueError):
+                        raise ValueError(f"MaskOp: each box must be (top, left, height, width), "
+                                         f"got {box!r}") from None
+                    if height < 0 or width < 0:
+                        raise ValueError(f"MaskOp: box {box!r} has a negative size")
+                    m2[max(top, 0):max(top + height, 0), max(left, 0):max(left + width, 0)] = 0
+                    self._boxes.append([top, left, height, width])
+            else:
+                fraction = float(fraction)
+                if not 0.0 <= fraction <= 1.0:
+                    raise ValueError(f"MaskOp: fraction must be in [0, 1], got {fraction}")
+                self._fraction = fraction
+                n = hw[0] * hw[1]
+                keep = round(fraction * n)
+                device = generator.device if generator is not None else "cpu"
+                order = torch.randperm(n, generator=generator, device=device).cpu()
+                flat = torch.zeros(n, dtype=torch.float64)
+                flat[order[:keep]] = 1.0
+                m2 = flat.reshape(hw)
+            m = m2.expand(channels, *hw).clone()
+        shape = (channels, *hw)
+        super().__init__(shape, shape, noise=make_noise(noise_std, noise, "MaskOp"))
+        self.full_shape = shape
+        self.mask = m.float()
+        self._mask64 = m
+
+    @property
+    def known_fraction(self) -> float:
+        """Fraction of the entries that are measured."""
+        return float(self._mask64.mean())
+
+    def _m(self, like):
+        return self._on("mask", self._mask64, like)
+
+    def _transform(self, x):
+        return x
+
+    def _inverse_transform(self, z):
+        return z
+
+    def _transform_adjoint(self, z):
+        return z
+
+    def _subsample(self, z):
+        return z * self._m(z)
+
+    def _embed(self, y):
+        return y * self._m(y)
+
+    def _forward(self, x):
+        return x * self._m(x)
+
+    def _adjoint(self, y):
+        return y * self._m(y)
+
+    def _pinv(self, y):
+        return y * self._m(y)
+
+    def simulate(self, x, generator=None):
+        """mask ⊙ (x + n): noise only on the known pixels, unknown ones stay zero."""
+        y = super().simulate(x, generator=generator)
+        return y * self._m(y) if self.noise is not None else y
+
+    def config(self) -> dict:
+        cfg = super().config()
+        cfg.update(known_fraction=self.known_fraction,
+                   mask_sha256=hashlib.sha256(self._mask64.to(torch.uint8).numpy().tobytes()).hexdigest())
+        if self._boxes is not None:
+            cfg["boxes"] = self._boxes
+        if self._fraction is not None:
+            cfg["fraction"] = self._fraction
+        return cfg
