@@ -283,3 +283,15 @@ def test_disk_cache_round_trip(tmp_path):
         assert torch.equal(RadonOp(5, 12, cache_dir=tmp_path)(x), y) and len(calls) == 1
     finally:
         radon_module._astra_matrix = original
+
+
+def test_pickle_carries_geometry_not_matrices():
+    import pickle
+
+    op = RadonOp(5, 12, noise_std=0.1)
+    x = torch.rand(2, 1, 12, 12)
+    y = op(x)
+    data = pickle.dumps(op)
+    assert len(data) < 20_000  # no system matrix inside
+    clone = pickle.loads(data)
+    assert torch.equal(clone(x), y) and clone.noise_std == 0.1

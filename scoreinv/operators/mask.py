@@ -74,7 +74,7 @@ class MaskOp(SubsampledTransformOp):
             if not bool(((m == 0) | (m == 1)).all()):
                 raise ValueError("MaskOp: mask values must be 0 (missing) or 1 (known)")
             if m.dim() == 3:
-                if image_size is None and channels == 1:
+                if channels == 1:
                     channels = m.shape[0]
                 if m.shape[0] not in (1, channels):
                     raise ValueError(f"MaskOp: mask has {m.shape[0]} channels, expected 1 or {channels}")
