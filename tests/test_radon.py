@@ -295,3 +295,11 @@ def test_pickle_carries_geometry_not_matrices():
     assert len(data) < 20_000  # no system matrix inside
     clone = pickle.loads(data)
     assert torch.equal(clone(x), y) and clone.noise_std == 0.1
+
+
+def test_full_view_fbp_of_zero_filled_sinogram_is_scaled_measured_fbp():
+    """T⁻¹(embed(y)) weights each measured view by π/full_views instead of π/n_views: it is
+    (n_views/full_views)·pinv(y), a pitfall for residual-form consistency steps (docs)."""
+    op = RadonOp(6, 16, full_views=24)
+    y = op(torch.rand(2, 1, 16, 16, dtype=torch.float64))
+    torch.testing.assert_close(op.inverse_transform(op.embed(y)), op.pinv(y) * 6 / 24)
