@@ -33,7 +33,7 @@ import torch
 from scipy.integrate import solve_ivp
 from tqdm.auto import tqdm
 
-from scoreinv.sde import SDE
+from scoreinv.sde import SDE, standard_normal
 
 @dataclass
 class LikelihoodResult:
@@ -124,7 +124,8 @@ def dequantize(
     """
     low, high = value_range
     width = high - low
-    noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    source = generator.device if generator is not None else x.device
+    noise = torch.rand(x.shape, generator=generator, device=source, dtype=x.dtype).to(x.device)
     return low + width * ((levels - 1) * (x - low) / width + noise) / levels
 
 
@@ -197,9 +198,10 @@ def log_likelihood(
     else:
         divergence_name = f"hutchinson-{probe}"
         if probe == "gaussian":
-            noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+            noise = standard_normal(x, generator)
         else:
-            bits = torch.randint(0, 2, shape, generator=generator, device=device)
+            source = generator.device if generator is not None else device
+            bits = torch.randint(0, 2, shape, generator=generator, device=source).to(device)
             noise = (2 * bits - 1).to(dtype)
 
     evaluations = 0

@@ -49,6 +49,16 @@ def _check_time(x: torch.Tensor, t: torch.Tensor) -> None:
         )
 
 
+def standard_normal(like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """z ~ N(0, I) with the shape, dtype and device of ``like``, drawn through ``generator``.
+
+    The draw happens on the generator's device and is then moved, so a CPU generator
+    drives a CUDA computation reproducibly (a CPU generator cannot fill a CUDA tensor).
+    """
+    source = generator.device if generator is not None else like.device
+    return torch.randn(like.shape, generator=generator, device=source, dtype=like.dtype).to(like.device)
+
+
 class SDE(abc.ABC):
     """A forward SDE dx = f(x, t) dt + g(t) dw on t ∈ [0, T] with a Gaussian kernel.
 

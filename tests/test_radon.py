@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from scoreinv.operators import RadonOp, clear_matrix_cache, fbp, least_squares
+from scoreinv.operators import MaskOp, RadonOp, clear_matrix_cache, fbp, least_squares
 from scoreinv.operators import radon as radon_module
 
 
@@ -303,3 +303,14 @@ def test_full_view_fbp_of_zero_filled_sinogram_is_scaled_measured_fbp():
     op = RadonOp(6, 16, full_views=24)
     y = op(torch.rand(2, 1, 16, 16, dtype=torch.float64))
     torch.testing.assert_close(op.inverse_transform(op.embed(y)), op.pinv(y) * 6 / 24)
+
+
+def test_inverse_transform_measured_equals_the_zero_filled_full_view_fbp():
+    """The cheap override used by the consistency step is the literal T⁻¹ Λᵀ r."""
+    op = RadonOp(6, 16, full_views=24)
+    r = op(torch.rand(3, 1, 16, 16, dtype=torch.float64))
+    torch.testing.assert_close(op.inverse_transform_measured(r), op.inverse_transform(op.embed(r)))
+    mask = MaskOp(image_size=8, fraction=0.5, generator=torch.Generator().manual_seed(0))
+    values = torch.rand(2, 1, 8, 8)
+    torch.testing.assert_close(mask.inverse_transform_measured(values),
+                               mask.inverse_transform(mask.embed(values)))

@@ -224,7 +224,10 @@ class SubsampledTransformOp(LinearOperator):
     * ``transform_adjoint(z)`` -> Tᵀ z, ``(B, *in_shape)``;
     * ``mask``: float tensor of ``full_shape``, 1 on the measured entries of T x;
     * ``subsample(z)`` -> Λ z, ``(B, *out_shape)``;
-    * ``embed(y)`` -> the zero-filled ``(B, *full_shape)`` (Λᵀ, the adjoint of subsample).
+    * ``embed(y)`` -> the zero-filled ``(B, *full_shape)`` (Λᵀ, the adjoint of subsample);
+    * ``inverse_transform_measured(r)`` -> T⁻¹ Λᵀ r, the inverse transform of values on the
+      measured entries only (the update of a data-consistency step); operators override it
+      where a cheaper exact equivalent exists.
 
     forward = subsample ∘ transform, adjoint = transform_adjoint ∘ embed. For a
     measurement y, ``embed(y) + (1 − mask)·transform(x)`` is the full transform of
@@ -276,6 +279,14 @@ class SubsampledTransformOp(LinearOperator):
     def embed(self, y: torch.Tensor) -> torch.Tensor:
         """Λᵀ y, zero-filled: ``(B, *out_shape)`` -> ``(B, *full_shape)``."""
         return self._embed(validate(y, self.out_shape, f"{self.name}.embed"))
+
+    def _inverse_transform_measured(self, r):
+        return self._inverse_transform(self._embed(r))
+
+    def inverse_transform_measured(self, r: torch.Tensor) -> torch.Tensor:
+        """T⁻¹ Λᵀ r: ``(B, *out_shape)`` -> ``(B, *in_shape)``."""
+        return self._inverse_transform_measured(
+            validate(r, self.out_shape, f"{self.name}.inverse_transform_measured"))
 
 
 # --- least squares -----------------------------------------------------------------------------

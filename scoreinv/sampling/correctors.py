@@ -11,8 +11,7 @@ import abc
 
 import torch
 
-from scoreinv.sampling.predictors import standard_normal_like
-from scoreinv.sde import SDE, ScoreFn, VPSDE, expand_to
+from scoreinv.sde import SDE, ScoreFn, VPSDE, expand_to, standard_normal
 
 
 class Corrector(abc.ABC):
@@ -47,7 +46,7 @@ class Corrector(abc.ABC):
         x_mean = x
         for _ in range(self.n_steps):
             score = self.score_fn(x, t)
-            noise = standard_normal_like(x, generator)
+            noise = standard_normal(x, generator)
             step = expand_to(self.step_size(score, noise, t, dt), x)
             x_mean = x + step * score
             x = x_mean + torch.sqrt(2 * step) * noise

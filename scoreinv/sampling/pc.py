@@ -49,19 +49,18 @@ class SampleResult:
 class Conditioning:
     """Hook points of the PC loop; the identity here (unconditional sampling).
 
-    Subclasses implement data-consistency steps. ``project`` receives the state
-    ``x``, its noise-free part ``x_mean`` and the time ``t`` (shape (B,)) the state
-    is now at, and returns the corrected pair. ``finish`` receives the final
-    state (the denoised estimate of x_0 when the sampler denoises).
+    Subclasses implement data-consistency steps. ``project(x, t, generator)``
+    receives the state ``x`` after every predictor and corrector update, with the
+    time ``t`` (shape (B,)) the state is now at, and returns the corrected state.
+    ``finish(x)`` receives the final state (the denoised estimate of x_0 when the
+    sampler denoises) and returns the result.
     """
 
-    def project(
-        self, x: torch.Tensor, x_mean: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return x, x_mean
+    def project(self, x: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return x
 
-    def finish(self, x0: torch.Tensor) -> torch.Tensor:
-        return x0
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
+        return x
 
 
 def default_eps(sde: SDE) -> float:
@@ -98,6 +97,7 @@ def pc_sample(
     device: torch.device | str | None = None,
     x_init: torch.Tensor | None = None,
     conditioning: Conditioning | None = None,
+    dtype: torch.dtype = torch.float32,
     progress: bool = True,
 ) -> SampleResult:
     """Draw samples from the reverse SDE with a predictor–corrector scheme.
@@ -129,6 +129,8 @@ def pc_sample(
         Start from this x_T instead of a prior draw (e.g. warm starts).
     conditioning:
         Data-consistency hooks; ``None`` samples unconditionally.
+    dtype:
+        Floating type of the prior draw (ignored with ``x_init``).
 
     Returns
     -------
@@ -161,19 +163,18 @@ def pc_sample(
                 raise ValueError(f"x_init has shape {tuple(x_init.shape)}, expected {shape}")
             x = x_init.to(device)
         else:
-            x = sde.prior_sampling(shape, generator=generator, device=device)
+            x = sde.prior_sampling(shape, generator=generator, device=device, dtype=dtype)
         times = torch.linspace(sde.T, eps, steps, device=device, dtype=torch.float64)
         bar = tqdm(range(steps), desc="PC sampling", disable=not progress, leave=False)
         for i in bar:
             t = torch.full((shape[0],), float(times[i]), device=device, dtype=x.dtype)
             dt = float(times[i] - times[i + 1]) if i + 1 < steps else float(times[i - 1] - times[i])
             if step_corrector.n_steps:
-                x, x_mean = step_corrector.update(x, t, dt, generator)
-                x, x_mean = conditioning.project(x, x_mean, t, generator)
+                x, _ = step_corrector.update(x, t, dt, generator)
+                x = conditioning.project(x, t, generator)
             if i + 1 < steps:
-                x, x_mean = step_predictor.update(x, t, dt, generator)
-                t_next = torch.full_like(t, float(times[i + 1]))
-                x, x_mean = conditioning.project(x, x_mean, t_next, generator)
+                x, _ = step_predictor.update(x, t, dt, generator)
+                x = conditioning.project(x, torch.full_like(t, float(times[i + 1])), generator)
             elif denoise:
                 x = sde.tweedie(x, t, counted_score(x, t))
             bar.set_postfix(nfe=evaluations, refresh=False)

@@ -13,12 +13,7 @@ import math
 
 import torch
 
-from scoreinv.sde import SDE, ScoreFn, SubVPSDE, VESDE, VPSDE, expand_to
-
-
-def standard_normal_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """z ~ N(0, I) with the shape, dtype and device of ``x``, drawn through ``generator``."""
-    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+from scoreinv.sde import SDE, ScoreFn, SubVPSDE, VESDE, VPSDE, expand_to, standard_normal
 
 
 class Predictor(abc.ABC):
@@ -58,7 +53,7 @@ class EulerMaruyamaPredictor(Predictor):
     def update(self, x, t, dt, generator=None):
         drift, diffusion = self.reverse_sde.sde(x, t)
         x_mean = x - drift * dt
-        noise = standard_normal_like(x, generator)
+        noise = standard_normal(x, generator)
         return x_mean + expand_to(diffusion, x) * math.sqrt(dt) * noise, x_mean
 
 
@@ -75,7 +70,7 @@ class ReverseDiffusionPredictor(Predictor):
     def update(self, x, t, dt, generator=None):
         rev_f, rev_G = self.reverse_sde.discretize(x, t, dt)
         x_mean = x - rev_f
-        noise = standard_normal_like(x, generator)
+        noise = standard_normal(x, generator)
         return x_mean + expand_to(rev_G, x) * noise, x_mean
 
 
@@ -101,7 +96,7 @@ class AncestralSamplingPredictor(Predictor):
 
     def update(self, x, t, dt, generator=None):
         score = self.score_fn(x, t)
-        noise = standard_normal_like(x, generator)
+        noise = standard_normal(x, generator)
         if isinstance(self.sde, VESDE):
             sigma = self.sde.sigma(t)
             t_prev = t - dt

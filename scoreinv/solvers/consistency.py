@@ -1,0 +1,104 @@
+"""Data consistency inside the PC loop (Song, Shen, Xing & Ermon, ICLR 2022).
+
+The operator is A = Λ T: a full transform T (identity, colour decoupling, full-view
+Radon) followed by the subsampling Λ of the measured entries. With the measurement
+y = A x_0 (+ noise), a state x_t ~ p_t satisfies A x_t = m(t) A x_0 + std(t) A z, so the
+measurement noised to time t is
+
+    ŷ_t = m(t) y + std(t) A z,        z ~ N(0, I) in image space.
+
+After every predictor and corrector update the state is pulled toward ŷ_t in the
+T domain, in the *residual* form
+
+    x ← x + T⁻¹ [ λ Λᵀ (ŷ_t − Λ T x) ],        λ ∈ [0, 1],
+
+which equals the paper's T⁻¹[λ Λ ŷ_t + (1 − λ) Λ T x + (I − Λ) T x] when T⁻¹ is exact
+(inpainting, colorization) and, with an approximate T⁻¹ (FBP), does not compound
+its error into the unmeasured part at every step (DESIGN.md measures 0.58 vs 0.11
+relative error of the posterior mean). λ = 1 with an exact T⁻¹ is hard replacement
+(score_sde's inpainting and colorization samplers).
+
+After the final denoising step, ``finish`` projects onto the measurements:
+x ← x + d with d = argmin ‖A d − (y − A x)‖² + δ ‖d‖², by conjugate gradients on
+(AᵀA + δ I) d = Aᵀ (y − A x) (δ = 0: an exact projection onto {A x = y}; δ > 0 for
+noisy data keeps the prior where the data are unreliable). With an exact T⁻¹ the
+λ = 1 replacement is that projection already, and it is used instead.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from scoreinv.operators import SubsampledTransformOp, least_squares
+from scoreinv.sampling.pc import Conditioning
+from scoreinv.sde import SDE, expand_to, standard_normal
+
+
+class MeasurementConsistency(Conditioning):
+    """λ-consistency steps for an operator A = Λ T and measurements y.
+
+    Parameters
+    ----------
+    sde:
+        The prior's SDE (for m(t) and std(t)).
+    operator:
+        A :class:`SubsampledTransformOp` (``transform``, ``inverse_transform``,
+        ``subsample``, ``embed``).
+    y:
+        Measurements, shape (B, *operator.out_shape), on the sampling device.
+    weight:
+        λ ∈ [0, 1], the weight of the measurement in each step.
+    final_iterations:
+        Conjugate-gradient iterations of the final projection; 0 uses the exact
+        replacement x + T⁻¹ Λᵀ (y − A x) (right when T⁻¹ is exact).
+    final_damping:
+        δ ≥ 0 of the final projection (0: hard; > 0: noise-aware least squares).
+    """
+
+    def __init__(
+        self,
+        sde: SDE,
+        operator: SubsampledTransformOp,
+        y: torch.Tensor,
+        weight: float = 1.0,
+        final_iterations: int = 0,
+        final_damping: float = 0.0,
+    ) -> None:
+        if not isinstance(operator, SubsampledTransformOp):
+            raise ValueError(
+                f"measurement consistency needs a subsampled-transform operator (A = Λ T with "
+                f"transform / inverse_transform / mask), got {type(operator).__name__}; use method='guidance'"
+            )
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"the consistency weight λ must lie in [0, 1], got {weight}")
+        if final_iterations < 0 or final_damping < 0:
+            raise ValueError("final_iterations and final_damping must be >= 0")
+        self.sde = sde
+        self.operator = operator
+        self.y = y
+        self.weight = float(weight)
+        self.final_iterations = int(final_iterations)
+        self.final_damping = float(final_damping)
+
+    def _step_toward(self, x: torch.Tensor, target: torch.Tensor, weight: float) -> torch.Tensor:
+        """x + T⁻¹[weight · Λᵀ(target − Λ T x)]."""
+        residual = target - self.operator(x)  # = Λ T x, without projecting the unmeasured views
+        return x + self.operator.inverse_transform_measured(weight * residual)
+
+    def project(self, x: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        if self.weight == 0.0:
+            return x
+        noise = standard_normal(x, generator)
+        mean = expand_to(self.sde.mean_coefficient(t), self.y)
+        std = expand_to(self.sde.marginal_std(t), self.y)
+        noisy_measurement = mean * self.y + std * self.operator(noise)
+        return self._step_toward(x, noisy_measurement, self.weight)
+
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
+        if self.final_iterations == 0:
+            return self._step_toward(x, self.y, 1.0)
+        correction = least_squares(
+            self.operator, self.y - self.operator(x), iterations=self.final_iterations,
+            damping=self.final_damping,
+        )
+        return x + correction
