@@ -1,5 +1,6 @@
-"""Data sets that work offline: small real images shipped by installed packages."""
+"""Data sets that work offline: generated CT phantoms and small real images shipped by installed packages."""
 
 from scoreinv.datasets.digits import DIGITS_LEVELS, load_digits_split
+from scoreinv.datasets.phantoms import chest_phantoms, phantoms, random_ellipses
 
-__all__ = ["DIGITS_LEVELS", "load_digits_split"]
+__all__ = ["DIGITS_LEVELS", "load_digits_split", "phantoms", "random_ellipses", "chest_phantoms"]
