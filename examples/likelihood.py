@@ -67,7 +67,7 @@ def main() -> None:
         print(f"{name:24s} {result.bpd.mean():7.3f} ± {result.bpd.std():.3f} bits/dim ({result.nfe} evaluations)")
 
     figure, axis = plt.subplots(figsize=(7, 3.2))
-    axis.boxplot(list(results.values()), vert=False)
+    axis.boxplot(list(results.values()), orientation="horizontal")
     axis.set_yticks(range(1, len(results) + 1), list(results))
     axis.set_xlabel("bits/dim under the CT phantom prior (offset 8 included; lower = more typical)")
     figure.tight_layout()
