@@ -3,6 +3,8 @@
     scoreinv train DATA.npy --out MODEL.pt [--config CONFIG.json] [--steps N] ...
     scoreinv sample MODEL.pt --n 16 --out samples.png|.npy [--method pc|ode] [--seed K]
     scoreinv likelihood MODEL.pt DATA.npy [--levels 256] [--exact] [--seed K]
+    scoreinv data phantoms OUT.h5 --n N [--size S] [--family ellipses|chest|mixed] [--seed K]
+    scoreinv data colour OUT.h5 --n N [--size S] [--seed K] [--sources histology retina]
 
 DATA.npy holds images (N, C, H, W) as float32 in the model's value range. A user
 mistake (missing file, bad shape, invalid setting) prints one line and exits 2.
@@ -159,6 +161,64 @@ def command_likelihood(args: argparse.Namespace) -> None:
                                         "divergence": result.divergence}, indent=2))
 
 
+def _check_output(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise UserError(f"{path} exists; pass --overwrite to replace it")
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give a file name such as {path / 'data.h5'}")
+
+
+def _report_written(path: Path, what: str, config: Any, seconds: float) -> None:
+    from scoreinv.datasets import H5ImageDataset
+
+    shape = H5ImageDataset(path).shape
+    megabytes = path.stat().st_size / 2**20
+    print(f"wrote {shape} {what} to {path} ({megabytes:.1f} MB, seed {config.seed}, {seconds:.1f} s)")
+
+
+def _data_config(kind: type, **fields: Any) -> Any:
+    """A data set configuration; its validation problems as one UserError line."""
+    try:
+        return kind(**fields)
+    except ValidationError as error:
+        problems = []
+        for problem in error.errors():
+            where = ".".join(map(str, problem["loc"]))
+            message = problem["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {message}" if where else message)
+        raise UserError(f"invalid data set: {'; '.join(problems)}") from None
+
+
+def command_data_phantoms(args: argparse.Namespace) -> None:
+    import time
+
+    from scoreinv.config import PhantomDataConfig
+    from scoreinv.datasets import write_data_h5
+
+    config = _data_config(PhantomDataConfig, family=args.family, n=args.n, size=args.size, seed=args.seed,
+                          block_size=args.block_size)
+    _check_output(args.out, args.overwrite)
+    started = time.perf_counter()
+    write_data_h5(args.out, config, overwrite=args.overwrite, created_by="scoreinv data phantoms")
+    _report_written(args.out, f"{config.family} phantoms", config, time.perf_counter() - started)
+
+
+def command_data_colour(args: argparse.Namespace) -> None:
+    import time
+
+    from scoreinv.config import ColourDataConfig
+    from scoreinv.datasets import write_data_h5
+
+    config = _data_config(ColourDataConfig, sources=tuple(args.sources), n=args.n, size=args.size,
+                          seed=args.seed, scale=tuple(args.scale), augment=not args.no_augment,
+                          max_background=args.max_background, block_size=args.block_size)
+    _check_output(args.out, args.overwrite)
+    started = time.perf_counter()
+    write_data_h5(args.out, config, overwrite=args.overwrite, created_by="scoreinv data colour")
+    what = f"colour crops of {'+'.join(config.sources)}"
+    _report_written(args.out, what, config, time.perf_counter() - started)
+
+
 def build_parser() -> argparse.ArgumentParser:
     defaults = argparse.ArgumentDefaultsHelpFormatter
     parser = argparse.ArgumentParser(prog="scoreinv", description=__doc__.split("\n")[0],
@@ -202,6 +262,33 @@ def build_parser() -> argparse.ArgumentParser:
     likelihood.add_argument("--out", type=Path, help="write per-image results as JSON")
     likelihood.add_argument("--device", default=None)
     likelihood.set_defaults(handler=command_likelihood)
+    data = commands.add_parser("data", help="generate an offline data set into an HDF5 file",
+                               formatter_class=defaults)
+    data_kinds = data.add_subparsers(dest="data_kind", required=True)
+    phantom = data_kinds.add_parser("phantoms", help="CT phantoms (N, 1, S, S)", formatter_class=defaults)
+    phantom.add_argument("out", type=Path, help="the HDF5 file to write")
+    phantom.add_argument("--n", type=int, required=True, help="number of images")
+    phantom.add_argument("--size", type=int, default=64, help="height = width, pixels")
+    phantom.add_argument("--family", default="mixed", help="ellipses, chest or mixed (half each)")
+    phantom.add_argument("--seed", type=int, default=0, help="one torch.Generator seed for the whole file")
+    phantom.add_argument("--block-size", type=int, default=256, help="images generated at a time")
+    phantom.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    phantom.set_defaults(handler=command_data_phantoms)
+    colour = data_kinds.add_parser("colour", help="colour crops of histology / retina photographs (N, 3, S, S)",
+                                   formatter_class=defaults)
+    colour.add_argument("out", type=Path, help="the HDF5 file to write")
+    colour.add_argument("--n", type=int, required=True, help="number of images")
+    colour.add_argument("--size", type=int, default=64, help="height = width, pixels (at most 512)")
+    colour.add_argument("--seed", type=int, default=0, help="one torch.Generator seed for the whole file")
+    colour.add_argument("--sources", nargs="+", default=["histology", "retina"], help="histology and/or retina")
+    colour.add_argument("--scale", type=float, nargs=2, default=[1.0, 1.0], metavar=("LOW", "HIGH"),
+                        help="crop side / size drawn from U(LOW, HIGH), then resized to size")
+    colour.add_argument("--max-background", type=float, default=0.1,
+                        help="largest fraction of black background in a crop")
+    colour.add_argument("--no-augment", action="store_true", help="no random flips / 90° rotations")
+    colour.add_argument("--block-size", type=int, default=256, help="images generated at a time")
+    colour.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    colour.set_defaults(handler=command_data_colour)
     return parser
 
 

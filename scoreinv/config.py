@@ -118,3 +118,48 @@ class TrainingConfig(StrictModel):
     checkpoint_every: int = Field(1000, ge=1, description="write a checkpoint every K steps")
     seed: int = 0
     amp: bool = Field(True, description="bfloat16 autocast on CUDA (ignored on the CPU)")
+
+
+class PhantomDataConfig(StrictModel):
+    """A generated CT phantom data set (:func:`scoreinv.datasets.write_phantoms_h5`).
+
+    Generated ``block_size`` images at a time from one ``torch.Generator`` seeded with
+    ``seed`` (torch uses its low 32 bits), so up to ``block_size`` images are exactly
+    ``phantoms(family, n, size, seed)``; ``"mixed"`` is half ellipses, half chest per block.
+    """
+
+    kind: Literal["phantoms"] = "phantoms"
+    family: Literal["ellipses", "chest", "mixed"] = "mixed"
+    n: int = Field(ge=1, description="number of images")
+    size: int = Field(64, ge=8, description="height = width, pixels")
+    seed: int = Field(0, ge=0, lt=2**32)
+    block_size: int = Field(256, ge=1, description="images generated (and held in memory) at a time")
+
+
+class ColourDataConfig(StrictModel):
+    """A data set of colour crops (:func:`scoreinv.datasets.colour_crops`), generated in blocks.
+
+    Generated in blocks from one seeded generator as for phantoms: up to ``block_size``
+    images are exactly ``colour_crops(n, size, seed, sources, ...)``.
+    """
+
+    kind: Literal["colour"] = "colour"
+    sources: tuple[Literal["histology", "retina"], ...] = Field(("histology", "retina"), min_length=1)
+    n: int = Field(ge=1, description="number of images")
+    size: int = Field(64, ge=8, le=512, description="height = width, pixels")
+    seed: int = Field(0, ge=0, lt=2**32)
+    scale: tuple[float, float] = Field((1.0, 1.0), description="crop side / size drawn from U(low, high)")
+    augment: bool = Field(True, description="random flips and 90° rotations")
+    max_background: float = Field(0.1, ge=0, le=1, description="largest fraction of black background")
+    block_size: int = Field(256, ge=1, description="images generated (and held in memory) at a time")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ColourDataConfig":
+        if len(set(self.sources)) != len(self.sources):
+            raise ValueError(f"sources must not repeat, got {list(self.sources)}")
+        low, high = self.scale
+        if not 0 < low <= high:
+            raise ValueError(f"scale must be (low, high) with 0 < low <= high, got {self.scale}")
+        if round(self.size * high) > 512:
+            raise ValueError(f"crops of up to {round(self.size * high)} pixels do not fit the 512-pixel sources")
+        return self

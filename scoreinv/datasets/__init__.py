@@ -1,7 +1,10 @@
-"""Data sets that work offline: generated CT phantoms and small real images shipped by installed packages."""
+"""Data sets that work offline: generated CT phantoms and small real images shipped by installed packages,
+and the HDF5 layout they are stored in (see docs/datasets.md)."""
 
 from scoreinv.datasets.colour import COLOUR_SOURCES, colour_crops
 from scoreinv.datasets.digits import DIGITS_LEVELS, load_digits_split
+from scoreinv.datasets.generate import data_blocks, write_colour_h5, write_data_h5, write_phantoms_h5
+from scoreinv.datasets.hdf5 import H5ImageDataset, H5Writer, read_h5_attributes, write_images_h5
 from scoreinv.datasets.phantoms import chest_phantoms, phantoms, random_ellipses
 
 __all__ = [
@@ -12,4 +15,12 @@ __all__ = [
     "chest_phantoms",
     "COLOUR_SOURCES",
     "colour_crops",
+    "H5ImageDataset",
+    "H5Writer",
+    "write_images_h5",
+    "read_h5_attributes",
+    "data_blocks",
+    "write_data_h5",
+    "write_phantoms_h5",
+    "write_colour_h5",
 ]
