@@ -314,3 +314,16 @@ def test_inverse_transform_measured_equals_the_zero_filled_full_view_fbp():
     values = torch.rand(2, 1, 8, 8)
     torch.testing.assert_close(mask.inverse_transform_measured(values),
                                mask.inverse_transform(mask.embed(values)))
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-10), (torch.float32, 1e-4)])
+@pytest.mark.parametrize("damping", [1.0, 1e4, 1e6])
+def test_damped_least_squares_stays_converged(dtype, tolerance, damping):
+    """CGLS stops per item at rounding level: large damping once diverged to 1e8 / NaN."""
+    op = RadonOp(8, 16)
+    r = op(torch.rand(2, 1, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
+    matrix = op(torch.eye(256, dtype=torch.float64).reshape(256, 1, 16, 16)).reshape(256, -1).T
+    reference = torch.linalg.solve(matrix.T @ matrix + damping * torch.eye(256, dtype=torch.float64),
+                                   matrix.T @ r.reshape(2, -1).T).T
+    estimate = least_squares(op, r.to(dtype), iterations=100, damping=damping).double().reshape(2, -1)
+    assert ((estimate - reference).norm() / reference.norm()).item() < tolerance

@@ -330,20 +330,27 @@ def _cgls(op: LinearOperator, y, x0, iterations: int, damping: float):
         s = s - damping * x
     p = s
     gamma = _per_item_dot(s, s)
+    # With damping, s = Aᵀr − δx cannot fall below the rounding level eps·‖Aᵀy‖: an item
+    # that reaches it stops, since continuing amplifies rounding errors every iteration (with
+    # large δ the iterate diverged to 1e8 or NaN). Without damping the iteration keeps going:
+    # small singular values leave useful progress far below that level.
+    tolerance = gamma * (10 * torch.finfo(y.dtype).eps) ** 2 if damping else torch.zeros_like(gamma)
     for _ in range(iterations):
+        active = gamma > tolerance
+        if not active.any():
+            break
         q = op._forward(p)
         delta = _per_item_dot(q, q)
         if damping:
             delta = delta + damping * _per_item_dot(p, p)
-        # items that have converged exactly (gamma = 0, hence p = 0) take no step
-        alpha = torch.where(delta > 0, gamma / torch.where(delta > 0, delta, 1.0), 0.0)
+        alpha = torch.where(active & (delta > 0), gamma / torch.where(delta > 0, delta, 1.0), 0.0)
         x = x + _items(alpha, x) * p
         r = r - _items(alpha, r) * q
         s = op._adjoint(r)
         if damping:
             s = s - damping * x
         gamma_new = _per_item_dot(s, s)
-        beta = torch.where(gamma > 0, gamma_new / torch.where(gamma > 0, gamma, 1.0), 0.0)
+        beta = torch.where(active & (gamma > 0), gamma_new / torch.where(gamma > 0, gamma, 1.0), 0.0)
         p = s + _items(beta, p) * p
         gamma = gamma_new
     return x
