@@ -2,11 +2,17 @@
 
 This module is the one place that chooses defaults per operator family:
 
-| operator            | method        | λ                      | final projection             |
-|---------------------|---------------|------------------------|------------------------------|
-| RadonOp             | consistency   | 1 (noiseless), 0.841   | 20 CG iterations, δ = 0      |
-| MaskOp, GrayscaleOp | replacement   | 1                      | exact replacement            |
-| any other operator  | guidance      | —                      | —                            |
+| operator                | method        | steps | λ / ζ  | final projection         |
+|-------------------------|---------------|-------|--------|--------------------------|
+| RadonOp, noiseless      | consistency   | 500   | λ = 1  | 20 CG iterations, δ = 0  |
+| RadonOp, noise_std > 0  | guidance      | 200   | ζ = 1  | —                        |
+| MaskOp, GrayscaleOp     | replacement   | 1000  | λ = 1  | exact replacement        |
+| any other operator      | guidance      | 1000  | ζ = 1  | —                        |
+
+The noisy-CT choice comes from the closed-form benchmark (docs/reconstruct.md,
+``benchmarks/posterior_accuracy.py``): guidance with σ_y = ``noise_std`` reached the
+exact-sample floor at 1% and 5% noise, where λ-consistency with an undamped final
+projection fitted the noise (8–40× the floor's mean error).
 
 Two functions with fixed return types:
 
@@ -30,8 +36,7 @@ import torch
 from scoreinv.operators import GrayscaleOp, LinearOperator, MaskOp, RadonOp, SubsampledTransformOp
 from scoreinv.solvers import METHODS, conditional_sample
 
-# Song et al. 2022 tuned λ = 0.841, SNR = 0.246 for 23-view CT (320², Bayesian optimisation).
-CT_NOISY_WEIGHT = 0.841
+# Song et al. 2022 tuned SNR = 0.246 (and λ = 0.841) for 23-view CT (320², Bayesian optimisation).
 CT_SNR = 0.246
 
 
@@ -66,12 +71,10 @@ class Posterior:
 def default_settings(operator: LinearOperator) -> dict[str, Any]:
     """Method, steps, SNR and consistency parameters chosen for an operator family."""
     if isinstance(operator, RadonOp):
-        noisy = operator.noise_std > 0
-        return {
-            "method": "consistency", "steps": 500, "snr": CT_SNR,
-            "weight": CT_NOISY_WEIGHT if noisy else 1.0, "final_iterations": 20,
-            "final_damping": 0.0,
-        }
+        if operator.noise_std > 0:
+            return {"method": "guidance", "steps": 200, "snr": CT_SNR, "guidance_scale": 1.0}
+        return {"method": "consistency", "steps": 500, "snr": CT_SNR, "weight": 1.0,
+                "final_iterations": 20, "final_damping": 0.0}
     if isinstance(operator, (MaskOp, GrayscaleOp)):
         return {"method": "replacement", "steps": 1000, "snr": 0.16}
     if isinstance(operator, SubsampledTransformOp):
