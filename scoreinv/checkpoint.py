@@ -94,6 +94,29 @@ def _atomic_save(obj: Any, path: Path) -> None:
         os.close(dir_fd)
 
 
+def _content(
+    model: ScoreModel,
+    training_config: TrainingConfig | None,
+    step: int,
+    *,
+    ema: dict[str, Any] | None,
+    weights: dict[str, torch.Tensor] | None,
+    optimizer: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The one layout of a checkpoint file (what :func:`read_checkpoint` validates)."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "scoreinv_version": _scoreinv_version(),
+        "model_config": model.config.model_dump_json(),
+        "training_config": None if training_config is None else training_config.model_dump_json(),
+        "step": int(step),
+        "ema": ema,
+        "weights": weights,
+        "optimizer": optimizer,
+    }
+
+
 def save_checkpoint(
     path: str | os.PathLike,
     model: ScoreModel,
@@ -126,17 +149,12 @@ def save_checkpoint(
         raise ValueError(f"save_checkpoint needs a ScoreModel, got {type(model).__name__}")
     if int(step) < 0:
         raise ValueError(f"step must be >= 0, got {step}")
-    content = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "scoreinv_version": _scoreinv_version(),
-        "model_config": model.config.model_dump_json(),
-        "training_config": None if training_config is None else training_config.model_dump_json(),
-        "step": int(step),
-        "ema": None if ema is None else {"decay": ema.decay, "shadow": _cpu_state(ema.shadow)},
-        "weights": _cpu_state(model.state_dict()),
-        "optimizer": None if optimizer is None else optimizer.state_dict(),
-    }
+    content = _content(
+        model, training_config, step,
+        ema=None if ema is None else {"decay": ema.decay, "shadow": _cpu_state(ema.shadow)},
+        weights=_cpu_state(model.state_dict()),
+        optimizer=None if optimizer is None else optimizer.state_dict(),
+    )
     path = Path(path)
     _atomic_save(content, path)
     return path
@@ -332,17 +350,8 @@ def export_model(
             name: value.half() if name in parameter_names and value.is_floating_point() else value
             for name, value in state.items()
         }
-    content_out = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "scoreinv_version": _scoreinv_version(),
-        "model_config": model.config.model_dump_json(),
-        "training_config": None if training_config is None else training_config.model_dump_json(),
-        "step": int(step),
-        "ema": {"decay": decay, "shadow": state},
-        "weights": None,
-        "optimizer": None,
-    }
+    content_out = _content(model, training_config, step, ema={"decay": decay, "shadow": state},
+                           weights=None, optimizer=None)
     path_out = Path(path_out)
     _atomic_save(content_out, path_out)
     return path_out
