@@ -49,52 +49,15 @@ import time
 
 import torch
 from _machine import limit_threads, machine_line
+from _scores import NetScore, TimedScore, convnet
 
 from scoreinv.gaussian import GaussianPrior
 from scoreinv.sampling import ode_sample, pc_sample
-from scoreinv.sde import VESDE, expand_to
-
-
-class NetScore:
-    """score(x, t) = −x / std(t)² + 0.01 · net(x) / std(t): cost of ``net``, score-like scale."""
-
-    def __init__(self, sde: VESDE, net: torch.nn.Module) -> None:
-        self.sde = sde
-        self.net = net.eval()
-
-    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        std = expand_to(self.sde.marginal_std(t), x)
-        return (0.01 * self.net(x) - x / std) / std
-
-
-class TimedScore:
-    """Wraps a score function; counts its calls and the seconds spent inside them."""
-
-    def __init__(self, score_fn) -> None:
-        self.score_fn = score_fn
-        self.calls = 0
-        self.seconds = 0.0
-
-    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        start = time.perf_counter()
-        out = self.score_fn(x, t)
-        self.seconds += time.perf_counter() - start
-        self.calls += 1
-        return out
+from scoreinv.sde import VESDE
 
 
 def conv1(channels: int) -> torch.nn.Module:
     return torch.nn.Conv2d(channels, channels, 3, padding=1)
-
-
-def convnet(channels: int, width: int = 32, depth: int = 5) -> torch.nn.Module:
-    layers: list[torch.nn.Module] = []
-    sizes = [channels] + [width] * (depth - 1) + [channels]
-    for i in range(depth):
-        layers.append(torch.nn.Conv2d(sizes[i], sizes[i + 1], 3, padding=1))
-        if i < depth - 1:
-            layers.append(torch.nn.SiLU())
-    return torch.nn.Sequential(*layers)
 
 
 def make_score(kind: str, sde: VESDE, shape: tuple[int, ...]):

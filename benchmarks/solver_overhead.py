@@ -39,47 +39,18 @@ import time
 
 import torch
 from _machine import limit_threads, machine_line
+from _scores import NetScore, TimedScore, convnet
 
 from scoreinv.operators import MaskOp, RadonOp
 from scoreinv.sampling import pc_sample
-from scoreinv.sde import VESDE, expand_to
+from scoreinv.sde import VESDE
 from scoreinv.solvers import GuidedScore, MeasurementConsistency, conditional_sample
 
 
-class ConvScore:
-    """score(x, t) = (0.01·net(x) − x/std(t)) / std(t): a network's cost, a score's scale."""
-
-    def __init__(self, sde: VESDE, channels: int = 1, width: int = 16, depth: int = 5) -> None:
-        torch.manual_seed(0)
-        sizes = [channels] + [width] * (depth - 1) + [channels]
-        layers: list[torch.nn.Module] = []
-        for i in range(depth):
-            layers.append(torch.nn.Conv2d(sizes[i], sizes[i + 1], 3, padding=1))
-            if i < depth - 1:
-                layers.append(torch.nn.SiLU())
-        self.net = torch.nn.Sequential(*layers).eval()
-        self.sde = sde
-
-    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        std = expand_to(self.sde.marginal_std(t), x)
-        return (0.01 * self.net(x) - x / std) / std
-
-
-class TimedScore:
-    """Counts the calls of a score function and the seconds spent inside them."""
-
-    def __init__(self, score_fn) -> None:
-        self.score_fn = score_fn
-        self.sde = score_fn.sde
-        self.calls = 0
-        self.seconds = 0.0
-
-    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        start = time.perf_counter()
-        out = self.score_fn(x, t)
-        self.seconds += time.perf_counter() - start
-        self.calls += 1
-        return out
+def conv_score(sde: VESDE, channels: int = 1, width: int = 16, depth: int = 5) -> NetScore:
+    """A network-sized score: ``depth`` 3×3 convolutions of ``width`` channels (seeded)."""
+    torch.manual_seed(0)
+    return NetScore(sde, convnet(channels, width, depth))
 
 
 def median_time(function, repeats: int, warmup: int = 3) -> float:
@@ -109,7 +80,7 @@ def main() -> None:
     batch, size = args.batch, args.size
 
     sde = VESDE(0.01, 50.0)
-    score = ConvScore(sde, width=args.width)
+    score = conv_score(sde, width=args.width)
     radon = RadonOp(23, image_size=size).build(full=True)
     mask = MaskOp(image_size=size, fraction=0.5, generator=torch.Generator().manual_seed(0))
     shape = (batch, 1, size, size)
