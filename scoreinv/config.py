@@ -111,6 +111,10 @@ class TrainingConfig(StrictModel):
     warmup_steps: int = Field(500, ge=0, description="linear learning-rate warm-up")
     grad_clip: float = Field(1.0, gt=0, description="max global gradient norm")
     ema_decay: float = Field(0.999, ge=0, lt=1)
+    ema_warmup: bool = Field(
+        True, description="EMA decay min(ema_decay, (1 + k) / (10 + k)) at step k, so the average "
+        "forgets the initial weights early (with a fixed 0.999 they still weigh 0.999^k: 45% at k = 800)"
+    )
     weighting: Literal["std2", "likelihood"] = Field(
         "std2", description="λ(t) = std(t)² (default) or g(t)² (likelihood weighting)"
     )

@@ -63,6 +63,13 @@ class TrainingResult:
     ema: EMA | None = None
 
 
+def ema_decay(config: TrainingConfig, step: int) -> float:
+    """The EMA decay of step k (0-based): min(ema_decay, (1 + k) / (10 + k)) with warm-up."""
+    if not config.ema_warmup:
+        return config.ema_decay
+    return min(config.ema_decay, (1 + step) / (10 + step))
+
+
 def step_seed(seed: int, step: int, stream: str) -> int:
     """A 63-bit seed for one random stream of one step: a hash of (seed, step, stream)."""
     digest = hashlib.blake2b(f"{seed}:{step}:{stream}".encode(), digest_size=8).digest()
@@ -316,7 +323,7 @@ def train(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
             optimizer.step()
-            ema.update(model)
+            ema.update(model, ema_decay(config, step))
             losses.append(value)
 
             done = step + 1

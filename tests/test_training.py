@@ -301,3 +301,19 @@ def test_progress_bar_shows_loss_and_rate(capsys):
     train(build(tiny_model_config()), torch.rand(16, 1, 8, 8), tiny_training(2), progress=True)
     err = capsys.readouterr().err
     assert "2/2" in err and "loss=" in err and ("step/s" in err or "s/step" in err)
+
+
+def test_ema_warmup_forgets_the_initial_weights():
+    """With warm-up the EMA after 50 steps is close to the trained weights; with a fixed decay
+    of 0.999 it still weighs the initial (zero-output) weights by 0.999^50 ≈ 95%."""
+    data = torch.rand(64, 1, 8, 8)
+    distances = {}
+    for warmup in (True, False):
+        model = ScoreModel(tiny_model_config())
+        initial = {k: v.clone() for k, v in model.state_dict().items()}
+        result = train(model, data, TrainingConfig(steps=50, batch_size=8, warmup_steps=5, ema_decay=0.999,
+                                                   ema_warmup=warmup, seed=0), progress=False)
+        shadow, trained = result.ema.shadow, model.state_dict()
+        distances[warmup] = sum((shadow[k] - trained[k]).norm() ** 2 for k in trained) / sum(
+            (initial[k] - trained[k]).norm() ** 2 for k in trained)
+    assert distances[True] < 0.1 < 0.8 < distances[False]

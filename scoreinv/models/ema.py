@@ -48,14 +48,18 @@ class EMA:
             raise ValueError(f"model does not match the EMA: missing {missing}, unexpected {unexpected}")
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """θ̄ <- d θ̄ + (1 − d) θ for the parameters; buffers are copied."""
+    def update(self, model: nn.Module, decay: float | None = None) -> None:
+        """θ̄ <- d θ̄ + (1 − d) θ for the parameters; buffers are copied.
+
+        ``decay`` overrides d for this update (a warm-up schedule), default ``self.decay``.
+        """
+        decay = self.decay if decay is None else self._check_decay(decay)
         state = model.state_dict()
         self._check_keys(state)
         for name, value in state.items():
             shadow = self.shadow[name]
             if name in self._parameter_names and shadow.is_floating_point():
-                shadow.mul_(self.decay).add_(value.detach().to(shadow), alpha=1.0 - self.decay)
+                shadow.mul_(decay).add_(value.detach().to(shadow), alpha=1.0 - decay)
             else:
                 shadow.copy_(value)
 
