@@ -169,7 +169,7 @@ def posterior(
         raise ValueError(
             "pass model=...: a checkpoint path, a bundled model name, or a score callable with .sde"
         )
-    if isinstance(model, (str,)) or hasattr(model, "__fspath__"):
+    if isinstance(model, str) or hasattr(model, "__fspath__"):
         from scoreinv.checkpoint import load_model
 
         model = load_model(model, device=device)
@@ -197,8 +197,7 @@ def posterior(
                     num_samples=int(num_samples), seed=seed)
 
     device = torch.device(device) if device is not None else prior_device(model)
-    dtype = torch.float32
-    batch = tensor.to(device=device, dtype=dtype)
+    batch = tensor.to(device=device, dtype=torch.float32)  # the models' and operators' working type
     if single:
         batch = batch.unsqueeze(0)
     items = batch.shape[0]
