@@ -1,0 +1,64 @@
+"""The bundled priors, the demo and the example scripts, as a newcomer runs them."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import scoreinv
+from scoreinv.checkpoint import bundled_models, resolve_checkpoint
+from scoreinv.datasets import phantoms
+from scoreinv.demo import HELD_OUT_SEED, run_demo
+from scoreinv.metrics import psnr
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name, channels", [("ct-phantom", 1), ("color-histology", 3)])
+def test_bundled_priors_load_offline_as_float32(name, channels):
+    assert name in bundled_models()
+    path = resolve_checkpoint(name)
+    assert path.stat().st_size <= 25 * 2**20
+    prior = scoreinv.load_model(name)
+    assert prior.channels == channels and prior.image_size >= 64
+    assert all(p.dtype == torch.float32 for p in prior.parameters())
+    x = torch.rand(1, channels, prior.image_size, prior.image_size)
+    assert torch.isfinite(prior(x, torch.full((1,), 0.5))).all()
+
+
+def test_the_ct_prior_beats_fbp_on_held_out_phantoms():
+    """A loose guard (the benchmark carries the real numbers): 23 views, noise-free, 100 steps."""
+    prior = scoreinv.load_model("ct-phantom")
+    truth = phantoms("mixed", 2, prior.image_size, seed=HELD_OUT_SEED + 99)
+    operator = scoreinv.RadonOp(23, image_size=prior.image_size)
+    y = operator(truth)
+    fbp = psnr(operator.pinv(y).clamp(0, 1), truth)
+    estimate = scoreinv.reconstruct(y, operator, prior, steps=100, seed=0, progress=False)
+    ours = psnr(estimate.clamp(0, 1), truth)
+    assert (ours > fbp + 3.0).all(), (ours, fbp)
+
+
+def test_demo_reduced_mode_writes_its_figure(tmp_path):
+    result = run_demo(tmp_path, n_images=1, steps=10, num_samples=2, sirt_iterations=20, progress=False)
+    assert result.figure.exists() and result.figure.stat().st_size > 10_000
+    assert result.report.exists()
+    assert [row["method"] for row in result.rows] == ["FBP", "SIRT-20", "scoreinv"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script, output", [
+    ("ct_sparse_view.py", "ct_sparse_view.png"),
+    ("inpainting.py", "inpainting.png"),
+    ("colorization.py", "colorization.png"),
+    ("likelihood.py", "likelihood.png"),
+    ("digits_likelihood.py", "samples.png"),
+])
+def test_examples_run_in_quick_mode(tmp_path, script, output):
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / script), "--quick", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert (tmp_path / output).exists()
