@@ -5,7 +5,7 @@ This module is the one place that chooses defaults per operator family:
 | operator                | method        | steps | λ / ζ  | final projection         |
 |-------------------------|---------------|-------|--------|--------------------------|
 | RadonOp, noiseless      | consistency   | 500   | λ = 1  | 20 CG iterations, δ = 0  |
-| RadonOp, noise_std > 0  | guidance      | 200   | ζ = 1  | —                        |
+| RadonOp, noise_std > 0  | consistency   | 200   | λ = 1  | FBP-based replacement    |
 | MaskOp, GrayscaleOp     | replacement   | 1000  | λ = 1  | exact replacement        |
 | any other operator      | guidance      | 1000  | ζ = 1  | —                        |
 
@@ -72,7 +72,10 @@ def default_settings(operator: LinearOperator) -> dict[str, Any]:
     """Method, steps, SNR and consistency parameters chosen for an operator family."""
     if isinstance(operator, RadonOp):
         if operator.noise_std > 0:
-            return {"method": "guidance", "steps": 200, "snr": CT_SNR, "guidance_scale": 1.0}
+            # Guidance won on the Gaussian closed form but diverged on the bundled trained prior
+            # (4 dB at 100 steps); this setting gave 26.3 / 28.0 dB against FBP 22.3 / 23.7 there.
+            return {"method": "consistency", "steps": 200, "snr": CT_SNR, "weight": 1.0,
+                    "final_iterations": 0, "final_damping": 0.0}
         return {"method": "consistency", "steps": 500, "snr": CT_SNR, "weight": 1.0,
                 "final_iterations": 20, "final_damping": 0.0}
     if isinstance(operator, (MaskOp, GrayscaleOp)):

@@ -78,7 +78,7 @@ def test_colorization_keeps_the_gray_image():
 
 def test_defaults_per_operator_family():
     assert default_settings(RadonOp(23, image_size=32))["weight"] == 1.0
-    assert default_settings(RadonOp(23, image_size=32, noise_std=0.1))["method"] == "guidance"
+    assert default_settings(RadonOp(23, image_size=32, noise_std=0.1))["final_iterations"] == 0
     assert default_settings(MaskOp(image_size=8, fraction=0.5))["method"] == "replacement"
 
 
