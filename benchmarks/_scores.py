@@ -1,7 +1,8 @@
-"""Score functions with a network's cost, shared by the overhead benchmarks."""
+"""Score functions with a network's cost and a timer, shared by the overhead benchmarks."""
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import torch
@@ -47,3 +48,15 @@ def convnet(channels: int, width: int = 32, depth: int = 5) -> torch.nn.Module:
         if i < depth - 1:
             layers.append(torch.nn.SiLU())
     return torch.nn.Sequential(*layers)
+
+
+def median_time(function, repeats: int, warmup: int = 3) -> float:
+    """Median wall seconds of ``function()`` over ``repeats`` calls, after ``warmup`` calls."""
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

@@ -45,11 +45,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 from _machine import limit_threads, machine_line
-from _scores import NetScore, TimedScore, convnet
+from _scores import NetScore, TimedScore, convnet, median_time
 
 from scoreinv.gaussian import GaussianPrior
 from scoreinv.sampling import ode_sample, pc_sample
@@ -79,15 +78,8 @@ def time_score_call(score_fn, shape: tuple[int, ...], repeats: int) -> float:
     generator = torch.Generator().manual_seed(1)
     x = 3.0 * torch.randn(shape, generator=generator)
     t = torch.full((shape[0],), 0.5)
-    times = []
     with torch.no_grad():
-        for _ in range(5):  # warm-up
-            score_fn(x, t)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            score_fn(x, t)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        return median_time(lambda: score_fn(x, t), repeats, warmup=5)
 
 
 def main() -> None:

@@ -35,11 +35,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 from _machine import limit_threads, machine_line
-from _scores import NetScore, TimedScore, convnet
+from _scores import NetScore, TimedScore, convnet, median_time
 
 from scoreinv.operators import MaskOp, RadonOp
 from scoreinv.sampling import pc_sample
@@ -51,17 +50,6 @@ def conv_score(sde: VESDE, channels: int = 1, width: int = 16, depth: int = 5) -
     """A network-sized score: ``depth`` 3×3 convolutions of ``width`` channels (seeded)."""
     torch.manual_seed(0)
     return NetScore(sde, convnet(channels, width, depth))
-
-
-def median_time(function, repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
