@@ -167,3 +167,26 @@ class ColourDataConfig(StrictModel):
         if round(self.size * high) > 512:
             raise ValueError(f"crops of up to {round(self.size * high)} pixels do not fit the 512-pixel sources")
         return self
+
+
+class ReconstructionSettings(StrictModel):
+    """Sampler settings of a reconstruction (:func:`scoreinv.posterior`).
+
+    ``None`` takes the operator family's default from
+    :func:`scoreinv.reconstruct.default_settings`. Shared by ``scoreinv reconstruct``,
+    ``scoreinv batch`` and :func:`scoreinv.datasets.reconstruct_h5`, and stored in their
+    outputs.
+    """
+
+    method: Literal["consistency", "replacement", "guidance"] | None = None
+    steps: int | None = Field(None, ge=1, description="sampler steps (one predictor + corrector each)")
+    snr: float | None = Field(None, ge=0, description="Langevin corrector signal-to-noise ratio")
+    weight: float | None = Field(None, ge=0, le=1, description="consistency λ")
+    final_iterations: int | None = Field(None, ge=0, description="CG iterations of the final projection")
+    final_damping: float | None = Field(None, ge=0, description="damping of the final projection")
+    guidance_scale: float | None = Field(None, ge=0, description="guidance ζ")
+    predictor: Literal["none", "euler_maruyama", "reverse_diffusion", "ancestral"] = "reverse_diffusion"
+    corrector: Literal["none", "langevin", "annealed_langevin"] = "langevin"
+    corrector_steps: int = Field(1, ge=0)
+    num_samples: int = Field(1, ge=1, description="posterior samples per item")
+    seed: int = Field(0, ge=0, lt=2**63, description="seeds every random draw")
