@@ -190,3 +190,110 @@ class ReconstructionSettings(StrictModel):
     corrector_steps: int = Field(1, ge=0)
     num_samples: int = Field(1, ge=1, description="posterior samples per item")
     seed: int = Field(0, ge=0, lt=2**63, description="seeds every random draw")
+
+
+# --- The command line's configurations (``scoreinv <command> --config FILE``): one model per command.
+
+
+class OperatorConfig(StrictModel):
+    """A forward operator named on the command line; its image size comes from the model or the images.
+
+    ``radon``: ``RadonOp(views, image_size)`` on (1, N, N) images. ``mask``: ``MaskOp`` keeping
+    a random ``fraction`` of the pixel positions (drawn with ``mask_seed``) or everything but
+    the ``boxes`` (top, left, height, width). ``grayscale``: ``GrayscaleOp`` on (3, H, W) images.
+    ``noise_std`` adds Gaussian noise of that standard deviation to the measurement.
+    """
+
+    kind: Literal["radon", "mask", "grayscale"] = "radon"
+    views: int = Field(23, ge=1, description="radon: measured views")
+    noise_std: float = Field(0.0, ge=0, description="standard deviation of the Gaussian measurement noise")
+    fraction: float | None = Field(None, gt=0, le=1, description="mask: fraction of pixels kept, at random")
+    boxes: tuple[tuple[int, int, int, int], ...] | None = Field(
+        None, description="mask: missing rectangles (top, left, height, width)")
+    mask_seed: int = Field(0, ge=0, lt=2**63, description="mask: seed of the random choice of kept pixels")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OperatorConfig:
+        if self.kind == "mask" and (self.fraction is None) == (self.boxes is None):
+            raise ValueError("operator kind 'mask' needs exactly one of fraction (e.g. --fraction 0.3) or boxes")
+        if self.kind != "mask" and (self.fraction is not None or self.boxes is not None):
+            raise ValueError(f"fraction and boxes belong to operator kind 'mask', not {self.kind!r}")
+        return self
+
+    def build(self, image_size: int, channels: int):  # -> scoreinv.operators.LinearOperator
+        """The operator for (channels, image_size, image_size) images; ValueError if they do not fit it."""
+        import torch
+
+        from scoreinv.operators import GrayscaleOp, MaskOp, RadonOp
+
+        if self.kind == "radon":
+            if channels != 1:
+                raise ValueError(f"operator 'radon' works on 1-channel images, the model has {channels} channels")
+            return RadonOp(self.views, image_size, noise_std=self.noise_std)
+        if self.kind == "grayscale":
+            if channels != 3:
+                raise ValueError(f"operator 'grayscale' works on 3-channel images, the model has {channels}")
+            return GrayscaleOp(image_size, noise_std=self.noise_std)
+        if self.boxes is not None:
+            return MaskOp(image_size=image_size, channels=channels, boxes=self.boxes, noise_std=self.noise_std)
+        generator = torch.Generator().manual_seed(self.mask_seed)
+        return MaskOp(image_size=image_size, channels=channels, fraction=self.fraction, generator=generator,
+                      noise_std=self.noise_std)
+
+
+class TrainRunConfig(StrictModel):
+    """``scoreinv train --config``: the model to build and how to train it."""
+
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+
+
+class SampleConfig(StrictModel):
+    """``scoreinv sample``: unconditional samples (:func:`scoreinv.sample`)."""
+
+    n: int = Field(16, ge=1, description="number of samples")
+    method: Literal["pc", "ode"] = Field("pc", description="predictor-corrector or probability-flow ODE")
+    steps: int = Field(1000, ge=1, description="pc: sampler steps")
+    snr: float = Field(0.16, ge=0, description="pc: Langevin corrector signal-to-noise ratio")
+    predictor: Literal["none", "euler_maruyama", "reverse_diffusion", "ancestral"] = "reverse_diffusion"
+    corrector: Literal["none", "langevin", "annealed_langevin"] = "langevin"
+    corrector_steps: int = Field(1, ge=0, description="pc: corrector steps per sampler step")
+    rtol: float = Field(1e-5, gt=0, description="ode: relative tolerance")
+    atol: float = Field(1e-5, gt=0, description="ode: absolute tolerance")
+    seed: int = Field(0, ge=0, lt=2**63, description="seeds every random draw")
+
+
+class LikelihoodConfig(StrictModel):
+    """``scoreinv likelihood``: bits/dim through the probability-flow ODE (:func:`scoreinv.log_likelihood`)."""
+
+    levels: int = Field(256, ge=2, description="quantisation levels of the data (bits/dim offset)")
+    dequantize: bool = Field(False, description="add uniform dequantisation noise first")
+    exact: bool = Field(False, description="exact divergence instead of Hutchinson's estimate")
+    probe: Literal["rademacher", "gaussian"] = Field("rademacher", description="Hutchinson probe")
+    rtol: float = Field(1e-5, gt=0, description="ODE relative tolerance")
+    atol: float = Field(1e-5, gt=0, description="ODE absolute tolerance")
+    seed: int = Field(0, ge=0, lt=2**63, description="seeds the probe and the dequantisation")
+
+
+class ReconstructConfig(StrictModel):
+    """``scoreinv reconstruct``: the prior, the operator (``None``: from the .h5 input, or the
+    default ``OperatorConfig`` for a .npy input) and the sampler settings."""
+
+    model: str = Field("ct-phantom", description="bundled model name or checkpoint path")
+    operator: OperatorConfig | None = None
+    settings: ReconstructionSettings = ReconstructionSettings()
+
+
+class BatchConfig(StrictModel):
+    """``scoreinv batch``: HDF5 batch reconstruction (:func:`scoreinv.datasets.reconstruct_h5`)."""
+
+    model: str = Field("ct-phantom", description="bundled model name or checkpoint path")
+    batch_size: int = Field(8, ge=1, description="items reconstructed at a time (per process)")
+    settings: ReconstructionSettings = ReconstructionSettings()
+
+
+class SimulateConfig(StrictModel):
+    """``scoreinv data simulate``: measurements of the images of an HDF5 file."""
+
+    operator: OperatorConfig = OperatorConfig()
+    seed: int = Field(0, ge=0, lt=2**63, description="seeds the measurement noise")
