@@ -6,6 +6,7 @@ from scoreinv.datasets.digits import DIGITS_LEVELS, load_digits_split
 from scoreinv.datasets.generate import data_blocks, write_colour_h5, write_data_h5, write_phantoms_h5
 from scoreinv.datasets.hdf5 import H5ImageDataset, H5Writer, read_h5_attributes, write_images_h5
 from scoreinv.datasets.phantoms import chest_phantoms, phantoms, random_ellipses
+from scoreinv.datasets.simulate import operator_from_h5, simulate_h5
 
 __all__ = [
     "DIGITS_LEVELS",
@@ -23,4 +24,6 @@ __all__ = [
     "write_data_h5",
     "write_phantoms_h5",
     "write_colour_h5",
+    "simulate_h5",
+    "operator_from_h5",
 ]

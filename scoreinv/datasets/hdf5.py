@@ -122,6 +122,11 @@ class H5Writer:
         Items per chunk (default 1: reading one item reads one chunk).
     compression:
         Passed to h5py (``None``, ``"gzip"``, ``"lzf"``); none by default, for fast lazy reads.
+    attributes:
+        Further file attributes (str, number or bool values), e.g. ``{"operator": json}``;
+        they cannot replace the standard ones above.
+
+    Data sets that are not per item (an operator's mask, say) are added with :meth:`put`.
     """
 
     def __init__(
@@ -133,8 +138,14 @@ class H5Writer:
         overwrite: bool = False,
         chunk_rows: int = 1,
         compression: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> None:
         self.path = Path(path)
+        self._attributes = dict(attributes or {})
+        reserved = sorted(set(self._attributes) & {"format", "format_version", "config", "scoreinv_version",
+                                                   "created_by"})
+        if reserved:
+            raise ValueError(f"attributes must not replace the standard attributes {reserved}")
         if chunk_rows < 1:
             raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
         if self.path.exists() and not overwrite:
@@ -155,6 +166,17 @@ class H5Writer:
             self._tmp.unlink(missing_ok=True)
             raise
         self._lengths: dict[str, int] = {}
+        self._fixed: set[str] = set()
+
+    def put(self, name: str, values: Any, dtype: str = "float32") -> None:
+        """Store a whole data set that is not per item (no item axis, not counted in N)."""
+        if self._file is None:
+            raise ValueError(f"the writer for {self.path} is closed")
+        if name in self._file:
+            raise ValueError(f"{self.path}: data set {name!r} exists already")
+        array = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+        self._file.create_dataset(name, data=array.astype(dtype))
+        self._fixed.add(name)
 
     def __len__(self) -> int:
         """Items written so far (of the longest data set)."""
@@ -175,6 +197,8 @@ class H5Writer:
         counts = {name: block.shape[0] for name, block in blocks.items()}
         if len(set(counts.values())) > 1:
             raise ValueError(f"arrays of one block must have the same number of items, got {counts}")
+        if set(blocks) & self._fixed:
+            raise ValueError(f"{sorted(set(blocks) & self._fixed)} were stored with put(), not per item")
         if self._lengths and set(blocks) != set(self._lengths):
             raise ValueError(f"every block must hold the same data sets: {sorted(self._lengths)}, "
                              f"got {sorted(blocks)}")
@@ -208,6 +232,8 @@ class H5Writer:
             attributes["config"] = self._config
             attributes["scoreinv_version"] = _scoreinv_version()
             attributes["created_by"] = self.created_by
+            for name, value in self._attributes.items():
+                attributes[name] = value
             self._file.close()
             self._file = None
             with open(self._tmp, "rb+") as handle:

@@ -20,8 +20,15 @@ from .noise import GaussianNoise, NoiseModel, PoissonNoise, noise_from_config
 from .radon import RadonOp, clear_matrix_cache, fbp, ramp_filter
 
 
-def operator_from_config(config: dict) -> LinearOperator:
-    """Rebuild an operator from its ``config()`` (RadonOp, GrayscaleOp, MaskOp built from boxes)."""
+def operator_from_config(config: dict, mask=None) -> LinearOperator:
+    """Rebuild an operator from its ``config()``: RadonOp, GrayscaleOp, MaskOp.
+
+    A MaskOp built from ``boxes`` is rebuilt from its configuration alone. One built from an
+    explicit ``mask`` or a random ``fraction`` needs that mask back: pass it as ``mask``
+    ((C, H, W) or (H, W), 0/1); it must match the configuration's ``mask_sha256``.
+    (:func:`scoreinv.datasets.simulate_h5` stores it in the file, see
+    :func:`scoreinv.datasets.operator_from_h5`.)
+    """
     kind = config.get("type")
     noise = noise_from_config(config.get("noise"))
     if kind == "RadonOp":
@@ -32,8 +39,17 @@ def operator_from_config(config: dict) -> LinearOperator:
     if kind == "MaskOp" and "boxes" in config:
         c, h, w = config["in_shape"]
         return MaskOp(image_size=(h, w), channels=c, boxes=config["boxes"], noise=noise)
-    raise ValueError(f"cannot rebuild an operator of type {kind!r} from its configuration alone "
-                     "(supported: RadonOp, GrayscaleOp, MaskOp with boxes)")
+    if kind == "MaskOp":
+        if mask is None:
+            raise ValueError("a MaskOp with an explicit or random mask cannot be rebuilt from its "
+                             "configuration alone: pass its mask (mask=...)")
+        c, h, w = config["in_shape"]
+        op = MaskOp(mask, image_size=(h, w), channels=c, noise=noise)
+        if "mask_sha256" in config and op.config()["mask_sha256"] != config["mask_sha256"]:
+            raise ValueError("the mask given does not match the MaskOp configuration (mask_sha256 differs)")
+        return op
+    raise ValueError(f"cannot rebuild an operator of type {kind!r} from its configuration "
+                     "(supported: RadonOp, GrayscaleOp, MaskOp)")
 
 
 __all__ = [
