@@ -11,6 +11,7 @@ Backend: ``nccl`` when every process has a CUDA device of its own, ``gloo`` othe
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -64,6 +65,9 @@ def world(timeout_minutes: float = 30.0) -> World:
     if not dist.is_available():
         raise RuntimeError("torch.distributed is not available in this PyTorch build")
     dist.init_process_group(backend=default_backend(), timeout=timedelta(minutes=timeout_minutes))
+    # Leave the group when the process ends, so a torchrun command exits cleanly without
+    # every entry point having to call shutdown().
+    atexit.register(shutdown)
     return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
@@ -87,7 +91,9 @@ def all_ok(ok: bool) -> bool:
     """True on every rank iff ``ok`` is true on every rank: one rank's failure stops them all."""
     if not (dist.is_available() and dist.is_initialized()):
         return ok
-    flag = torch.tensor([1 if ok else 0], dtype=torch.int64)
+    # NCCL reduces only CUDA tensors (the rank's current device); gloo takes CPU ones.
+    on = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    flag = torch.tensor([1 if ok else 0], dtype=torch.int64, device=on)
     dist.all_reduce(flag, op=dist.ReduceOp.MIN)
     return bool(flag.item())
 

@@ -52,6 +52,24 @@ def _draw(
     return values.to(like.device)
 
 
+def dsm_draws(
+    sde: SDE,
+    shape: tuple[int, ...],
+    generator: torch.Generator | None,
+    like: torch.Tensor,
+    eps: float = 1e-5,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The random draws of :func:`dsm_loss` for a batch of ``shape`` (B, ...): t, then z.
+
+    t ~ U(eps, T) has shape (B,), z ~ N(0, I) has ``shape``; both on ``like``'s device and
+    dtype. Row b of both depends only on the generator's state and ``shape``, so rows
+    ``i:j`` of a draw for the whole batch are what one slice of that batch should use.
+    """
+    t = eps + (sde.T - eps) * _draw("rand", (shape[0],), generator, like)
+    z = _draw("randn", tuple(shape), generator, like)
+    return t, z
+
+
 def dsm_loss(
     score_fn: ScoreFn,
     sde: SDE,
@@ -59,6 +77,7 @@ def dsm_loss(
     generator: torch.Generator | None = None,
     weighting: Weighting = "std2",
     eps: float = 1e-5,
+    draws: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Monte-Carlo denoising score-matching loss on one batch, a scalar tensor.
 
@@ -77,11 +96,17 @@ def dsm_loss(
         ``"std2"`` (λ = std(t)²) or ``"likelihood"`` (λ = g(t)²).
     eps:
         Smallest time drawn, 0 < eps < T; std(t) vanishes (VP) or is tiny (VE) at t = 0.
+    draws:
+        ``(t, z)`` drawn beforehand (see :func:`dsm_draws`), t (B,) and z like x0; then
+        ``generator`` is not used. Distributed training draws them for the global batch and
+        gives each process its rows.
 
     Returns
     -------
     torch.Tensor
         (1/B) Σ_b λ(t_b) · mean over pixels of (s(x_t, t)_b + z_b / std(t_b))², shape ().
+        The mean over the batch (not the sum): equal shards of one batch, each averaged,
+        average to the loss of the whole batch.
     """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
@@ -90,9 +115,15 @@ def dsm_loss(
     if not isinstance(x0, torch.Tensor) or not x0.is_floating_point() or x0.dim() < 2:
         raise ValueError(f"x0 must be a floating tensor of shape (B, ...), got {getattr(x0, 'shape', type(x0))}")
 
-    batch = x0.shape[0]
-    t = eps + (sde.T - eps) * _draw("rand", (batch,), generator, x0)
-    z = _draw("randn", tuple(x0.shape), generator, x0)
+    if draws is None:
+        t, z = dsm_draws(sde, tuple(x0.shape), generator, x0, eps)
+    else:
+        t, z = draws
+        if t.shape != x0.shape[:1] or z.shape != x0.shape:
+            raise ValueError(
+                f"draws must be t of shape {tuple(x0.shape[:1])} and z of shape {tuple(x0.shape)}, "
+                f"got {tuple(t.shape)} and {tuple(z.shape)}"
+            )
     mean, std = sde.marginal_prob(x0, t)
     std_b = expand_to(std, x0)
     x_t = mean + std_b * z

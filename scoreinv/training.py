@@ -12,6 +12,15 @@ Every random draw of step k -- batch indices, t, z, dropout masks -- comes from 
 seeded by a hash of (config.seed, k). Step k is therefore a pure function of the state
 before it and (seed, k), and resuming from a checkpoint written after step k reproduces
 the uninterrupted run bit for bit (same device, same torch build).
+
+Under ``torchrun`` (:func:`scoreinv.distributed.world` reports more than one process) the
+same loop runs data-parallel with :class:`~torch.nn.parallel.DistributedDataParallel`.
+``batch_size`` is the global batch: every rank draws the same global batch indices and the
+same global (t, z) for step k, and keeps its own contiguous block of B / W rows. Each rank's
+loss is the mean over its rows and DDP averages the gradients over the W ranks, so the
+gradient is that of the mean over the global batch: the run equals a single-process run
+with the same global batch up to floating-point rounding (with dropout 0; dropout masks are
+drawn per rank). Rank 0 alone shows the progress bar and writes checkpoints.
 """
 
 from __future__ import annotations
@@ -27,12 +36,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, IterableDataset
 from tqdm.auto import tqdm
 
 from scoreinv.checkpoint import read_checkpoint, save_checkpoint
 from scoreinv.config import TrainingConfig
-from scoreinv.losses import dsm_loss
+from scoreinv.distributed import World, all_ok, barrier, device_for, world
+from scoreinv.losses import dsm_draws, dsm_loss
 from scoreinv.models import EMA, ScoreModel
 
 # Training-config fields that may change between a run and its resumption without
@@ -83,14 +95,32 @@ def _first_tensor(item: Any) -> Any:
     return item
 
 
-class _Batches:
-    """Batch k of the training data, for the three kinds of data :func:`train` accepts."""
+def _rows(world_: World, global_batch: int, what: str) -> slice:
+    """This rank's contiguous block of rows of a global batch split evenly over the ranks."""
+    if global_batch % world_.size:
+        raise ValueError(
+            f"{what} {global_batch} is not divisible by the {world_.size} processes of this torchrun job: "
+            f"the global batch is split evenly, so use a multiple of {world_.size}"
+        )
+    share = global_batch // world_.size
+    return slice(world_.rank * share, (world_.rank + 1) * share)
 
-    def __init__(self, data: Any, model: ScoreModel, config: TrainingConfig, device: torch.device) -> None:
+
+class _Batches:
+    """Batch k of the training data, for the three kinds of data :func:`train` accepts.
+
+    Under torchrun every rank computes the same global batch k (the same indices, or the
+    same batch of the iterable) and loads only its own rows of it.
+    """
+
+    def __init__(
+        self, data: Any, model: ScoreModel, config: TrainingConfig, device: torch.device, world_: World
+    ) -> None:
         self.item_shape = (model.channels, model.image_size, model.image_size)
         self.config = config
         self.device = device
         self.data = data
+        self.world = world_
         if isinstance(data, torch.Tensor):
             self.kind = "tensor"
             self._check(data, "data")
@@ -114,6 +144,8 @@ class _Batches:
                 "data must be a tensor (N, C, H, W), a map-style torch Dataset or an iterable of "
                 f"(B, C, H, W) batches, got {type(data).__name__}"
             )
+        if self.kind != "iterable":
+            _rows(world_, config.batch_size, "batch_size")
 
     def _check(self, batch: Any, what: str) -> None:
         expected = f"(B, {', '.join(map(str, self.item_shape))})"
@@ -148,22 +180,32 @@ class _Batches:
         except StopIteration:
             raise ValueError("the data iterable yields no batches") from None
 
-    def batch(self, step: int) -> torch.Tensor:
-        """The (B, C, H, W) float32 batch of step ``step``, on the training device."""
+    def batch(self, step: int) -> tuple[torch.Tensor, int, slice]:
+        """This rank's rows of the batch of step ``step``, the global batch size, and which rows.
+
+        The rows are (B / W, C, H, W) float32 on the training device (all B rows when alone).
+        """
         if self.kind == "iterable":
+            # Every rank iterates the same data and keeps its block of each batch: exact, at
+            # the cost of each rank loading whole batches.
             batch = torch.as_tensor(_first_tensor(self._next_from_iterable()))
             self._served += 1
             self._check(batch, f"batch {step}")
+            size = batch.shape[0]
+            rows = _rows(self.world, size, f"the size of batch {step} of the data iterable,")
+            batch = batch[rows]
         else:
             generator = torch.Generator().manual_seed(step_seed(self.config.seed, step, "batch"))
             count = self.data.shape[0] if self.kind == "tensor" else len(self.data)
-            indices = torch.randint(count, (self.config.batch_size,), generator=generator)
+            size = self.config.batch_size
+            rows = _rows(self.world, size, "batch_size")
+            indices = torch.randint(count, (size,), generator=generator)[rows]
             if self.kind == "tensor":
                 batch = self.data[indices.to(self.data.device)]
             else:
                 batch = torch.stack([torch.as_tensor(_first_tensor(self.data[int(i)])) for i in indices])
                 self._check(batch, f"batch {step}")
-        return batch.to(self.device, torch.float32, non_blocking=True)
+        return batch.to(self.device, torch.float32, non_blocking=True), size, rows
 
 
 def _restore(
@@ -207,6 +249,39 @@ def _restore(
     return content["step"]
 
 
+def _training_device(world_: World, requested: str | torch.device | None, model: ScoreModel) -> torch.device:
+    """The requested device, else the model's; under torchrun an unindexed CUDA device is cuda:LOCAL_RANK."""
+    device = device_for(world_, requested)
+    if device is None:
+        device = next(model.parameters()).device
+        if world_.distributed and device.type == "cuda":
+            device = torch.device("cuda", world_.local_rank)
+    return device
+
+
+def _exists_everywhere(path: Path, world_: World) -> bool:
+    """Whether ``path`` exists, agreed by every rank (ValueError if only some ranks see it)."""
+    exists = path.exists()
+    if not world_.distributed:
+        return exists
+    everywhere, nowhere = all_ok(exists), all_ok(not exists)
+    if not (everywhere or nowhere):
+        raise ValueError(
+            f"the checkpoint {str(path)!r} exists for some torchrun processes and not others: "
+            "resuming needs a file system that every process shares"
+        )
+    return everywhere
+
+
+def _global_mean(loss: torch.Tensor, world_: World) -> float:
+    """The loss averaged over the ranks (each a mean over an equal shard): the global batch's loss."""
+    if not world_.distributed:
+        return loss.item()
+    total = loss.detach().float().clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total.item() / world_.size
+
+
 def train(
     model: ScoreModel,
     data: Any,
@@ -239,28 +314,41 @@ def train(
         For the first two kinds, the indices of step k come from a generator seeded by
         (config.seed, k): batch k is a function of the seed and k alone. C, H, W must match
         the model (ValueError otherwise).
+
+        Under torchrun with W processes, ``config.batch_size`` is the global batch and must
+        be divisible by W; each rank loads its own B / W of the step's indices. An iterable
+        is iterated whole by every rank and each rank keeps its contiguous block of every
+        batch (whose size must then be divisible by W): give every rank the same iterable
+        (a DataLoader without shuffling, or shuffling with a seeded generator), not one
+        already sharded per rank.
     config:
         Optimiser, schedule, EMA, loss weighting, checkpoint cadence, seed.
     checkpoint_path:
         If given, a checkpoint is written there every ``checkpoint_every`` steps and after
-        the last step.
+        the last step (by rank 0 alone under torchrun; the others wait for it). It holds
+        the plain model's weights, whether or not the run was distributed.
     device:
         Where to train; default the device of the model's parameters. The model is moved.
+        Under torchrun, ``"cuda"`` (or a model on the GPU) means ``cuda:LOCAL_RANK``.
     resume:
         If the checkpoint file exists, continue from it (ValueError if it was written for a
         different model config). With ``resume=False`` an existing file is overwritten.
+        Under torchrun every rank reads the same file, so it must be on a file system they
+        share.
     progress:
-        Show a tqdm bar with the loss and steps/s.
+        Show a tqdm bar with the loss and steps/s (on rank 0 only).
 
     Returns
     -------
     TrainingResult
-        Final step, this call's per-step losses, seconds, and the EMA.
+        Final step, this call's per-step losses (under torchrun the mean over all ranks,
+        i.e. the loss of the global batch, the same on every rank), seconds, and the EMA.
 
     Raises
     ------
     ValueError
-        Data that does not fit the model, a checkpoint that does not fit it.
+        Data that does not fit the model, a checkpoint that does not fit it, a global
+        batch not divisible by the number of torchrun processes.
     FloatingPointError
         The loss became NaN or infinite; the message names the step.
     """
@@ -274,15 +362,25 @@ def train(
             "the model's parameters are all frozen (load_model freezes them); "
             "call model.requires_grad_(True) to train it"
         )
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    world_ = world()
+    device = _training_device(world_, device, model)
     model.to(device)
-    batches = _Batches(data, model, config, device)
+    batches = _Batches(data, model, config, device, world_)
 
+    network: Any = model
+    if world_.distributed:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        # Construction broadcasts rank 0's weights, so every rank starts from the same model.
+        # The only buffers (the Fourier frequencies) are constants: no per-step broadcast.
+        network = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False
+        )
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
     ema = EMA(model, config.ema_decay)
     start_step = 0
     path = Path(checkpoint_path) if checkpoint_path is not None else None
-    if path is not None and resume and path.exists():
+    if path is not None and resume and _exists_everywhere(path, world_):
         start_step = _restore(path, model, ema, optimizer, config)
     if start_step >= config.steps:
         return TrainingResult(step=start_step, losses=[], seconds=0.0, ema=ema)
@@ -293,27 +391,41 @@ def train(
     was_training = model.training
     model.train()
     losses: list[float] = []
-    bar = tqdm(total=config.steps, initial=start_step, disable=not progress, unit="step", dynamic_ncols=True)
+    bar = tqdm(
+        total=config.steps,
+        initial=start_step,
+        disable=not (progress and world_.is_main),
+        unit="step",
+        dynamic_ncols=True,
+    )
+    # Rank 0 draws the dropout masks a single process would; the others draw their own
+    # (the same masks on every rank would correlate the shards).
+    dropout_stream = "dropout" if world_.is_main else f"dropout:{world_.rank}"
     started = time.perf_counter()
     try:
         for step in range(start_step, config.steps):
-            x0 = batches.batch(step)
+            x0, global_batch, rows = batches.batch(step)
             warmup = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps > 0 else 1.0
             for group in optimizer.param_groups:
                 group["lr"] = config.learning_rate * warmup
 
+            # (t, z) of the whole global batch from the step's seed; this rank's rows of it.
             noise = torch.Generator(device=device).manual_seed(step_seed(config.seed, step, "noise"))
+            t, z = dsm_draws(model.sde, (global_batch, *x0.shape[1:]), noise, x0, config.eps)
+            draws = (t[rows], z[rows])
             # Dropout draws from the global RNG: seed it per step, inside a fork so the
             # caller's RNG state is left as it was.
             with torch.random.fork_rng(devices=cuda_devices):
-                torch.random.default_generator.manual_seed(step_seed(config.seed, step, "dropout"))
+                torch.random.default_generator.manual_seed(step_seed(config.seed, step, dropout_stream))
                 if device.type == "cuda":
                     with torch.cuda.device(device):
-                        torch.cuda.manual_seed(step_seed(config.seed, step, "dropout"))
+                        torch.cuda.manual_seed(step_seed(config.seed, step, dropout_stream))
                 optimizer.zero_grad(set_to_none=True)
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    loss = dsm_loss(model, model.sde, x0, noise, config.weighting, config.eps)
-            value = loss.item()
+                    # The mean over this rank's B / W rows; DDP's gradient average over the W
+                    # equal shards is then the gradient of the global batch's mean.
+                    loss = dsm_loss(network, model.sde, x0, None, config.weighting, config.eps, draws=draws)
+            value = _global_mean(loss, world_)
             if not math.isfinite(value):
                 bad_data = not torch.isfinite(x0).all().item()
                 raise FloatingPointError(
@@ -330,7 +442,10 @@ def train(
             bar.update(1)
             bar.set_postfix(loss=f"{value:.4f}", refresh=False)
             if path is not None and (done % config.checkpoint_every == 0 or done == config.steps):
-                save_checkpoint(path, model, ema=ema, optimizer=optimizer, training_config=config, step=done)
+                if world_.is_main:
+                    save_checkpoint(path, model, ema=ema, optimizer=optimizer, training_config=config, step=done)
+                # The others wait, so that the file is complete wherever train() has returned.
+                barrier()
     finally:
         bar.close()
         model.train(was_training)
