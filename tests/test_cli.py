@@ -48,10 +48,10 @@ def test_train_sample_likelihood_round_trip(tmp_path, tiny_data, capsys):
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["train", "{missing}", "--out", "{out}"], "data file not found"),
+        (["train", "{missing}", "--out", "{out}"], "image file not found"),
         (["train", "{bad_shape}", "--out", "{out}"], "must hold images of shape (N, C, H, W)"),
-        (["train", "{data}", "--out", "{out}", "--steps", "0"], "invalid configuration: steps"),
-        (["train", "{data}", "--out", "{out}", "--config", "{bad_config}"], "unknown sections"),
+        (["train", "{data}", "--out", "{out}", "--steps", "0"], "invalid configuration: training.steps"),
+        (["train", "{data}", "--out", "{out}", "--config", "{bad_config}"], "unknown key 'modle'"),
         (["sample", "{missing}.pt"], "no scoreinv checkpoint"),
         (["likelihood", "{corrupt}", "{data}"], "not a readable scoreinv checkpoint"),
     ],
