@@ -263,7 +263,7 @@ def command_reconstruct(args: argparse.Namespace) -> None:
         outputs.insert(1, files.companion(args.out, "_std"))
     for path in outputs:
         files.check_output(path, (".json",) if path.suffix == ".json" else (".npy", ".png"), args.overwrite)
-    measurements, operator = files.read_measurements(args.measurements, files.parse_items(args.items))
+    measurements, operator, indices = files.read_measurements(args.measurements, files.parse_items(args.items))
     if operator is not None and config.operator is not None:
         raise UserError(f"{args.measurements} states the operator that made it: drop the operator flags "
                         "and the [operator] section")
@@ -272,7 +272,13 @@ def command_reconstruct(args: argparse.Namespace) -> None:
         if config.operator is None:
             config = config.model_copy(update={"operator": OperatorConfig()})
         operator = config.operator.build(model.image_size, model.channels)
-    result = posterior(measurements, operator, model, **config.settings.model_dump(), device=args.device)
+    if indices is None:  # a .npy input: its items are numbered from 0, one item alone is item 0
+        batched = measurements.ndim == len(operator.out_shape) + 1
+        indices = list(range(measurements.shape[0])) if batched else [0]
+    # Item i is seeded from (seed, i, sample), as in `scoreinv batch`: the same item gives the same
+    # result whatever else is reconstructed with it.
+    result = posterior(measurements, operator, model, **config.settings.model_dump(), device=args.device,
+                       item_seeds=indices)
     if args.out.suffix.lower() == ".npy":
         files.write_npy(args.out, result.mean)
         if samples > 1:
@@ -507,14 +513,14 @@ def build_parser() -> argparse.ArgumentParser:
                                formatter_class=defaults)
     demo.add_argument("--model", default="ct-phantom", help="bundled model name or checkpoint path")
     demo.add_argument("--out", type=Path, default=Path("scoreinv-demo"), help="folder for demo.png, demo.json")
-    demo.add_argument("--images", type=int, default=4)
-    demo.add_argument("--views", type=int, default=23)
+    demo.add_argument("--images", type=int, default=4, help="held-out phantoms to reconstruct")
+    demo.add_argument("--views", type=int, default=23, help="measured CT views")
     demo.add_argument("--noise", type=float, default=0.01, help="noise std / largest sinogram value")
     demo.add_argument("--steps", type=int, default=100,
                       help="sampler steps (reconstruct's default for noisy CT is 200; 100 keeps the demo near 3 min on 2 CPU cores)")
     demo.add_argument("--samples", type=int, default=2, help="posterior samples per image")
-    demo.add_argument("--sirt-iterations", type=int, default=300)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--sirt-iterations", type=int, default=300, help="iterations of the SIRT baseline")
+    demo.add_argument("--seed", type=int, default=0, help="seeds the phantoms, the noise and the sampler")
     demo.add_argument("--quick", action="store_true", help="2 images, 20 steps: a smoke run")
     demo.set_defaults(handler=command_demo)
 

@@ -124,13 +124,13 @@ def read_images(path: str | os.PathLike, items: slice | None = None) -> torch.Te
     return torch.from_numpy(_check_numbers(array, str(path)))
 
 
-def read_measurements(path: str | os.PathLike, items: slice | None = None) -> tuple[np.ndarray, Any]:
-    """Measurements as float32, and the operator that made them (``None`` when the file does not say).
+def read_measurements(path: str | os.PathLike, items: slice | None = None) -> tuple[np.ndarray, Any, list[int] | None]:
+    """Measurements as float32, the operator that made them and their item indices in the file.
 
-    A .npy file holds one item or a batch; its operator comes from elsewhere (``None``). An
-    .h5 file holds the ``measurements`` data set ``(N, ...)`` and the operator in its
-    attributes, as :func:`scoreinv.datasets.simulate_h5` writes them
-    (:func:`scoreinv.datasets.operator_from_h5`).
+    A .npy file holds one item or a batch; its operator comes from elsewhere and its indices
+    are its own (both ``None``). An .h5 file holds the ``measurements`` data set ``(N, ...)``
+    and the operator in its attributes, as :func:`scoreinv.datasets.simulate_h5` writes them
+    (:func:`scoreinv.datasets.operator_from_h5`); the indices are those ``items`` selects.
     """
     from scoreinv.datasets import operator_from_h5
 
@@ -139,9 +139,18 @@ def read_measurements(path: str | os.PathLike, items: slice | None = None) -> tu
     if _kind(path) == "npy":
         if items is not None:
             raise ValueError("--items selects items of an .h5 input; slice a .npy file before passing it")
-        return _check_numbers(_read_npy(path), str(path)), None
+        return _check_numbers(_read_npy(path), str(path)), None, None
     array = _check_numbers(_read_h5_dataset(path, "measurements", items), str(path))
-    return array, operator_from_h5(path)
+    count = _h5_length(path, "measurements")
+    indices = list(range(count)[items] if items is not None else range(count))
+    return array, operator_from_h5(path), indices
+
+
+def _h5_length(path: Path, key: str) -> int:
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        return int(handle[key].shape[0])
 
 
 def h5_image_shape(path: str | os.PathLike) -> tuple[int, ...]:
