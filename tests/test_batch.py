@@ -152,6 +152,9 @@ def test_a_complete_output_is_returned_without_recomputing(files, tmp_path):
     summary = reconstruct_h5(files["data"], out, files["checkpoint"], SETTINGS, batch_size=4, device="cpu",
                              progress=True)
     assert summary.computed == 0 and summary.reused == 5 and out.stat().st_mtime_ns == stamp
+    again = reconstruct_h5(files["data"], out, files["checkpoint"], SETTINGS, batch_size=2, progress=False,
+                           overwrite=True)  # starts over
+    assert again.computed == 5 and again.reused == 0 and out.stat().st_mtime_ns != stamp
 
 
 def test_a_different_configuration_is_refused(files, tmp_path):

@@ -16,27 +16,27 @@ reads the parts, skips their items and reconstructs the rest. When every item is
 parts are merged into ``OUT`` (again temporary file + rename) and the folder is removed.
 
 Determinism: item i's random numbers come from generators seeded with
-``item_seed(settings.seed, i, s)`` (:func:`scoreinv.posterior` with ``item_seeds``), so its
-result does not depend on the batch size, on which items share its batch, on resuming or on
-the number of processes. (On the CPU this is bit-for-bit; see docs/batch.md.)
+``item_seed(settings.seed, i, s)`` (:func:`scoreinv.posterior` with ``item_seeds``), and every
+network call has the same shape (a short batch is padded with a copy of one of its items:
+CPU kernels round a row differently for different batch sizes). For a given batch size an
+item's result therefore does not depend on which items share its batch, on resuming, on
+failed neighbours or on the number of processes: bit-for-bit on the CPU (docs/batch.md).
 
-Distributed: under ``torchrun`` rank r of W reconstructs the items i with i % W == r and
-writes its own parts; after a barrier rank 0 merges. ``python -m scoreinv.datasets.batch``
-is a command-line entry point for that (``scoreinv batch`` is the user-facing one).
+Distributed: :func:`reconstruct_h5` joins the process group itself
+(:func:`scoreinv.distributed.world`), so under ``torchrun`` (e.g. ``torchrun
+--nproc_per_node=2 -m scoreinv batch IN.h5 OUT.h5``) rank r of W reconstructs the items i with
+i % W == r and writes its own parts; after a barrier rank 0 merges them.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -265,38 +265,41 @@ def _remove_stale_temporaries(folder: Path, prefix: str) -> None:
 
 
 def _claim(out_path: Path, folder: Path, config: dict[str, Any], overwrite: bool) -> str:
-    """Rank 0: decide "complete" (nothing to do) or "work" (start or resume); raise on a conflict."""
+    """Rank 0: decide "complete" (nothing to do) or "work" (start or resume); raise on a conflict.
+
+    Without ``overwrite`` a complete output of the same configuration is kept and a work folder
+    of the same configuration is resumed; a different configuration is refused. With
+    ``overwrite`` the job starts over (the old output is replaced only by the finished new one).
+    """
     if out_path.is_dir():
         raise ValueError(f"{out_path} is a folder, not an output file")
-    if out_path.exists():
+    if out_path.exists() and not overwrite:
         existing = _read_config_attribute(out_path)
         if existing is not None and not config_differences(existing, config):
             if folder.exists():  # killed after the merge, before the clean-up
                 shutil.rmtree(folder)
             return "complete"
-        if not overwrite:
-            what = ("is not a scoreinv batch output" if existing is None else
-                    "was made with a different configuration (" + _describe(
-                        config_differences(existing, config), existing, config) + ")")
-            raise FileExistsError(f"{out_path} exists and {what}; pass overwrite=True (--overwrite) to replace it, "
-                                  "or choose another output")
+        what = ("is not a scoreinv batch output" if existing is None else
+                "was made with a different configuration (" + _describe(
+                    config_differences(existing, config), existing, config) + ")")
+        raise FileExistsError(f"{out_path} exists and {what}; pass overwrite=True (--overwrite) to replace it, "
+                              "or choose another output")
     _remove_stale_temporaries(out_path.parent, f".{out_path.name}.")
     manifest = folder / MANIFEST
+    if folder.exists() and overwrite:
+        shutil.rmtree(folder)
     if folder.exists():
         try:
             previous = json.loads(manifest.read_text())
         except (OSError, json.JSONDecodeError):
             previous = None
-        differences = None if previous is None else config_differences(previous, config)
-        if previous is None or differences:
-            if not overwrite:
-                why = ("has no readable manifest" if previous is None else
-                       "holds an unfinished job with a different configuration (" +
-                       _describe(differences, previous, config) + ")")
-                raise FileExistsError(f"the work folder {folder} {why}; rerun with the same configuration to "
-                                      "resume it, pass overwrite=True (--overwrite) to discard it, or remove it")
-            shutil.rmtree(folder)
-    if not folder.exists():
+        if previous is None or config_differences(previous, config):
+            why = ("has no readable manifest" if previous is None else
+                   "holds an unfinished job with a different configuration (" +
+                   _describe(config_differences(previous, config), previous, config) + ")")
+            raise FileExistsError(f"the work folder {folder} {why}; rerun with the same configuration to "
+                                  "resume it, or pass overwrite=True (--overwrite) to start over")
+    else:
         folder.mkdir(parents=True)
         _atomic_write_bytes(manifest, json.dumps(config, indent=2, sort_keys=True).encode())
         _fsync_folder(folder.parent)
@@ -554,9 +557,10 @@ def reconstruct_h5(
     progress:
         Show a progress bar (items/s and ETA; rank 0 only).
     overwrite:
-        Replace an output or discard a work folder that has a different configuration.
-        (With the same configuration a work folder is always resumed and a complete output
-        returned as it is.)
+        Start over: discard the work folder and replace the output (only once the new one is
+        complete). Without it, a work folder of the same configuration is resumed, a complete
+        output of the same configuration is returned as it is, and a different configuration
+        is refused.
 
     Returns
     -------
@@ -610,44 +614,3 @@ def reconstruct_h5(
     run = {"batch_size": int(batch_size), "device": str(device or "cpu"), "world_size": world_.size}
     _together(world_, _merge, folder, out_path, job, config, run, resolved.num_samples)
     return _summary(out_path, job.items - len(done), len(done), time.perf_counter() - start_time)
-
-
-# --- command line (for torchrun) --------------------------------------------------------------
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m scoreinv.datasets.batch IN OUT [--model M] [--steps N] ...`` (also under torchrun)."""
-    from scoreinv.distributed import shutdown
-
-    parser = argparse.ArgumentParser(prog="python -m scoreinv.datasets.batch",
-                                     description="Reconstruct every item of an HDF5 data set (resumable).")
-    parser.add_argument("input")
-    parser.add_argument("output")
-    parser.add_argument("--model", default="ct-phantom")
-    parser.add_argument("--steps", type=int)
-    parser.add_argument("--method")
-    parser.add_argument("--num-samples", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--device")
-    parser.add_argument("--overwrite", action="store_true")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        settings = ReconstructionSettings(method=args.method, steps=args.steps, num_samples=args.num_samples,
-                                          seed=args.seed)
-        summary = reconstruct_h5(args.input, args.output, args.model, settings, batch_size=args.batch_size,
-                                 device=args.device, progress=not args.no_progress, overwrite=args.overwrite)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
-        print(f"scoreinv: error: {str(error).splitlines()[0] if str(error) else type(error).__name__}",
-              file=sys.stderr)
-        shutdown()
-        return 2
-    if world().is_main:
-        print(f"{summary.path}: {summary.items} items ({summary.computed} reconstructed now, {summary.reused} "
-              f"before, {summary.failed} failed) in {summary.seconds:.1f} s")
-    shutdown()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
