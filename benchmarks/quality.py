@@ -26,7 +26,7 @@ from scoreinv.datasets.phantoms import phantoms
 from scoreinv.demo import HELD_OUT_SEED
 from scoreinv.metrics import psnr, ssim
 from scoreinv.operators import RadonOp
-from scoreinv.reconstruct import posterior
+from scoreinv.reconstruct import default_settings, posterior
 
 
 def shepp_logan(size: int) -> torch.Tensor:
@@ -40,7 +40,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=50, help="held-out images per phantom family")
     parser.add_argument("--views", type=int, default=23)
     parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.01])
-    parser.add_argument("--steps", type=int, default=500, help="scoreinv default setting")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="scoreinv default setting (default: reconstruct's default for the operator)")
     parser.add_argument("--fast-steps", type=int, default=100, help="fast setting: steps × 2 evaluations")
     parser.add_argument("--tv-weight", type=float, nargs="+", default=[0.003, 0.03],
                         help="TV λ for noise-free and noisy data (sinogram units)")
@@ -78,7 +79,8 @@ def main() -> None:
                 f"TV (λ={tv_weight}, {args.tv_iterations} it.)":
                     lambda: (tv_reconstruction(operator, y, tv_weight, args.tv_iterations), 0),
             }
-            for label, steps in ((f"scoreinv, {args.steps} steps", args.steps),
+            default_steps = args.steps or default_settings(operator)["steps"]
+            for label, steps in ((f"scoreinv, {default_steps} steps", default_steps),
                                  (f"scoreinv fast, {args.fast_steps} steps", args.fast_steps)):
                 def run(steps=steps):
                     outputs, nfe = [], 0
