@@ -54,6 +54,7 @@ def test_demo_reduced_mode_writes_its_figure(tmp_path):
     ("colorization.py", "colorization.png"),
     ("likelihood.py", "likelihood.png"),
     ("digits_likelihood.py", "samples.png"),
+    ("hdf5_batch.py", "hdf5_batch.png"),
 ])
 def test_examples_run_in_quick_mode(tmp_path, script, output):
     completed = subprocess.run(
