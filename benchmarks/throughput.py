@@ -1,0 +1,106 @@
+"""Throughput: training steps/s and reconstruction images/s at 64², 128², 256².
+
+    python benchmarks/throughput.py                          # CPU, sizes 64 128
+    python benchmarks/throughput.py --device cuda --sizes 64 128 256
+
+The network is the bundled ``ct-phantom`` architecture (its stored configuration) at each
+image size, with the attention level kept at the lowest resolution, randomly initialised
+(seed 0): the cost of a training step or a sampler step does not depend on the weights, so
+sizes without a trained prior can be timed. Reconstruction: ``scoreinv.posterior`` on a
+batch of noisy 23-view sinograms (the noisy-CT default: consistency, λ = 1, one Langevin
+corrector), timed over ``--timing-steps`` sampler steps after a warm-up; images/s at the
+default 200 steps and at the fast 100 steps follow from the time per step (the loop does the
+same work at every step). Training: :func:`scoreinv.training.train` with ``--train-batch``,
+bf16 autocast on CUDA (``TrainingConfig.amp``), timed over ``--train-steps`` steps after a
+warm-up call. Prints a Markdown table with the device named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from _machine import limit_threads, machine_line
+from scoreinv.checkpoint import load_model
+from scoreinv.config import ModelConfig, TrainingConfig
+from scoreinv.datasets.phantoms import phantoms
+from scoreinv.models import ScoreModel
+from scoreinv.operators import RadonOp
+from scoreinv.reconstruct import default_settings, posterior
+from scoreinv.training import train
+
+
+def config_at(size: int) -> ModelConfig:
+    bundled = load_model("ct-phantom").config
+    levels = len(bundled.unet.channel_multipliers)
+    unet = bundled.unet.model_copy(update={"image_size": size, "attention_resolutions": (size // 2 ** (levels - 1),)})
+    return bundled.model_copy(update={"unet": unet})
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reconstruction_seconds_per_step(model: ScoreModel, size: int, batch: int, steps: int,
+                                    device: torch.device) -> tuple[float, int]:
+    truth = phantoms("mixed", batch, size, seed=10**6)
+    clean = RadonOp(23, image_size=size)
+    operator = RadonOp(23, image_size=size, noise_std=0.01 * float(clean(truth).abs().max()))
+    y = operator.simulate(truth, generator=torch.Generator().manual_seed(0)).to(device)
+    posterior(y, operator, model, steps=2, seed=0, progress=False)  # warm-up: matrices, kernels
+    synchronize(device)
+    started = time.perf_counter()
+    posterior(y, operator, model, steps=steps, seed=0, progress=False)
+    synchronize(device)
+    return (time.perf_counter() - started) / steps, default_settings(operator)["steps"]
+
+
+def training_steps_per_second(model: ScoreModel, size: int, batch: int, steps: int, device: torch.device) -> float:
+    data = phantoms("mixed", 4 * batch, size, seed=1000)
+    model.requires_grad_(True)
+    train(model, data, TrainingConfig(steps=2, batch_size=batch, warmup_steps=0), device=device, progress=False)
+    synchronize(device)
+    result = train(model, data, TrainingConfig(steps=steps, batch_size=batch, warmup_steps=0), device=device,
+                   progress=False)
+    synchronize(device)
+    return steps / result.seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=8, help="items per reconstruction call")
+    parser.add_argument("--timing-steps", type=int, default=5, help="sampler steps timed")
+    parser.add_argument("--fast-steps", type=int, default=100)
+    parser.add_argument("--train-batch", type=int, default=32)
+    parser.add_argument("--train-steps", type=int, default=5, help="training steps timed")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (CPU)")
+    args = parser.parse_args()
+    limit_threads(args.threads)
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+
+    print(machine_line())
+    print(f"Device: {name}. Command: python benchmarks/throughput.py --device {args.device} "
+          f"--sizes {' '.join(map(str, args.sizes))} --batch {args.batch}\n")
+    print("| size | parameters | training steps/s (batch {0}) | s per sampler step (batch {1}) | "
+          "images/s, default steps | images/s, {2} steps |".format(args.train_batch, args.batch, args.fast_steps))
+    print("|---|---|---|---|---|---|")
+    for size in args.sizes:
+        torch.manual_seed(0)
+        model = ScoreModel(config_at(size)).to(device)
+        parameters = sum(p.numel() for p in model.parameters())
+        train_rate = training_steps_per_second(model, size, args.train_batch, args.train_steps, device)
+        model.eval().requires_grad_(False)
+        per_step, default_steps = reconstruction_seconds_per_step(model, size, args.batch, args.timing_steps, device)
+        print(f"| {size}² | {parameters / 1e6:.2f}M | {train_rate:.2f} | {per_step:.3f} | "
+              f"{args.batch / (per_step * default_steps):.3f} ({default_steps} steps) | "
+              f"{args.batch / (per_step * args.fast_steps):.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
