@@ -67,7 +67,7 @@ def main() -> None:
         pool = colour_crops(args.pool, args.size, seed=TRAINING_SEED)
     print(f"generated {len(pool)} training images of {args.size}² in {time.perf_counter() - started:.0f} s")
     config = model_config(args.size, channels=pool.shape[1])
-    model = ScoreModel(config)
+    model = ScoreModel(config, seed=0)
     print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; {config.sde}")
     training = TrainingConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                               warmup_steps=200, ema_decay=0.999, checkpoint_every=200, seed=0)

@@ -187,7 +187,7 @@ def command_train(args: argparse.Namespace) -> None:
     if found_low < low - 1e-6 or found_high > high + 1e-6:
         raise UserError(f"{args.data} has values in [{found_low:.3g}, {found_high:.3g}], outside the "
                         f"model's value_range {config.model.value_range}")
-    model = ScoreModel(config.model)
+    model = ScoreModel(config.model, seed=config.training.seed)
     result = train(model, data, config.training, checkpoint_path=args.out, resume=not args.restart,
                    device=args.device)
     losses = result.losses[-100:]

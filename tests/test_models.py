@@ -235,3 +235,16 @@ def test_score_model_output_keeps_input_dtype():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(x, torch.rand(2))
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
+
+
+def test_seeded_model_has_reproducible_weights_and_leaves_global_rng_alone():
+    config = ModelConfig(unet=UNetConfig(image_size=8, base_channels=8, channel_multipliers=(1, 2)))
+    torch.manual_seed(5)
+    expected_next = torch.rand(3)
+    torch.manual_seed(5)
+    first = ScoreModel(config, seed=3)
+    assert torch.equal(torch.rand(3), expected_next)
+    second, other = ScoreModel(config, seed=3), ScoreModel(config, seed=4)
+    pairs = list(zip(first.state_dict().values(), second.state_dict().values(), other.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b, _ in pairs)
+    assert not all(torch.equal(a, c) for a, _, c in pairs)

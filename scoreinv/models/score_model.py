@@ -26,15 +26,25 @@ class ScoreModel(nn.Module):
     ----------
     config:
         SDE, U-Net architecture and the data's value range.
+    seed:
+        Seeds the initial weights (and the fixed random Fourier time features), so a
+        training run is reproducible from its configuration; ``None`` draws them from
+        torch's global generator. The caller's global RNG state is left as it was.
     """
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, seed: int | None = None) -> None:
         super().__init__()
         if not isinstance(config, ModelConfig):
             raise ValueError(f"ScoreModel needs a ModelConfig, got {type(config).__name__}")
         self._config = config
         self._sde = config.sde.build()
-        self.unet = UNet(config.unet)
+        if seed is None:
+            self.unet = UNet(config.unet)
+        else:
+            # Layer initialisers draw from the global generator: seed it inside a fork.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(seed))
+                self.unet = UNet(config.unet)
 
     @property
     def config(self) -> ModelConfig:
