@@ -184,6 +184,10 @@ class ReconstructionSettings(StrictModel):
     weight: float | None = Field(None, ge=0, le=1, description="consistency λ")
     final_iterations: int | None = Field(None, ge=0, description="CG iterations of the final projection")
     final_damping: float | None = Field(None, ge=0, description="damping of the final projection")
+    step_filter: Literal["ram-lak", "shepp-logan", "cosine", "hann"] | None = Field(
+        None, description="FBP window of a RadonOp's consistency steps")
+    final_filter: Literal["ram-lak", "shepp-logan", "cosine", "hann"] | None = Field(
+        None, description="FBP window of a RadonOp's final replacement step")
     guidance_scale: float | None = Field(None, ge=0, description="guidance ζ")
     predictor: Literal["none", "euler_maruyama", "reverse_diffusion", "ancestral"] = "reverse_diffusion"
     corrector: Literal["none", "langevin", "annealed_langevin"] = "langevin"

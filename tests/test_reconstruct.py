@@ -80,6 +80,25 @@ def test_defaults_per_operator_family():
     assert default_settings(RadonOp(23, image_size=32))["weight"] == 1.0
     assert default_settings(RadonOp(23, image_size=32, noise_std=0.1))["final_iterations"] == 0
     assert default_settings(MaskOp(image_size=8, fraction=0.5))["method"] == "replacement"
+    noisy = default_settings(RadonOp(23, image_size=32, noise_std=0.1))
+    assert (noisy["step_filter"], noisy["final_filter"]) == ("shepp-logan", "hann")
+
+
+def test_fbp_windows_reach_the_consistency_steps_and_other_operators_refuse_them(ct):
+    prior, operator, y = ct
+    options = dict(steps=10, seed=0, progress=False, final_iterations=0)
+    ramp = posterior(y, operator, prior, **options).mean
+    assert torch.equal(ramp, posterior(y, operator, prior, step_filter="ram-lak", final_filter="ram-lak",
+                                       **options).mean)
+    smooth = posterior(y, operator, prior, step_filter="hann", final_filter="hann", **options)
+    assert not torch.allclose(ramp, smooth.mean)
+    assert smooth.settings["step_filter"] == "hann"
+    mask = MaskOp(image_size=16, fraction=0.5, generator=torch.Generator().manual_seed(0))
+    x = prior.sample(1, torch.Generator().manual_seed(1))
+    with pytest.raises(ValueError, match="applies to RadonOp only"):
+        posterior(mask(x), mask, prior, steps=2, step_filter="hann", progress=False)
+    with pytest.raises(ValueError, match="unknown FBP filter"):
+        posterior(y, operator, prior, steps=2, final_filter="gauss", progress=False)
 
 
 class Blur(LinearOperator):

@@ -280,13 +280,20 @@ class SubsampledTransformOp(LinearOperator):
         """Λᵀ y, zero-filled: ``(B, *out_shape)`` -> ``(B, *full_shape)``."""
         return self._embed(validate(y, self.out_shape, f"{self.name}.embed"))
 
-    def _inverse_transform_measured(self, r):
+    def _inverse_transform_measured(self, r, filter=None):
+        if filter is not None:
+            raise ValueError(f"{self.name} has an exact inverse transform: an FBP filter ({filter!r}) "
+                             "applies to RadonOp only")
         return self._inverse_transform(self._embed(r))
 
-    def inverse_transform_measured(self, r: torch.Tensor) -> torch.Tensor:
-        """T⁻¹ Λᵀ r: ``(B, *out_shape)`` -> ``(B, *in_shape)``."""
+    def inverse_transform_measured(self, r: torch.Tensor, filter: str | None = None) -> torch.Tensor:
+        """T⁻¹ Λᵀ r: ``(B, *out_shape)`` -> ``(B, *in_shape)``.
+
+        ``filter`` chooses the FBP window where T⁻¹ is a filtered back-projection
+        (:class:`RadonOp`; ``None`` = its default ram-lak); other operators refuse one.
+        """
         return self._inverse_transform_measured(
-            validate(r, self.out_shape, f"{self.name}.inverse_transform_measured"))
+            validate(r, self.out_shape, f"{self.name}.inverse_transform_measured"), filter)
 
 
 # --- least squares -----------------------------------------------------------------------------

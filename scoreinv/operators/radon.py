@@ -483,11 +483,11 @@ class RadonOp(SubsampledTransformOp):
     def _inverse_transform(self, z, filter: str = "ram-lak"):
         return _fbp(z, self._matrix("full"), self._full_geometry, _normalise_filter(filter))
 
-    def _inverse_transform_measured(self, r):
+    def _inverse_transform_measured(self, r, filter=None):
         # FBP is linear and sums views with weight π/(number of views): the full-view FBP of
         # a sinogram that is zero outside the measured views equals the measured-view FBP
         # scaled by n_views / full_views, at a fraction of the cost.
-        return self._pinv(r) * (self.n_views / self.full_views)
+        return self._pinv(r, filter or "ram-lak") * (self.n_views / self.full_views)
 
     def _pinv(self, y, filter: str = "ram-lak"):
         return _fbp(y, self._matrix("measured"), self._measured_geometry, _normalise_filter(filter))

@@ -42,6 +42,8 @@ def conditional_sample(
     weight: float = 1.0,
     final_iterations: int = 20,
     final_damping: float = 0.0,
+    step_filter: str | None = None,
+    final_filter: str | None = None,
     guidance_scale: float = 1.0,
     measurement_std: float | None = None,
     eps: float | None = None,
@@ -68,6 +70,10 @@ def conditional_sample(
     final_iterations, final_damping:
         Conjugate-gradient iterations and damping δ of the final projection
         (``consistency`` only).
+    step_filter, final_filter:
+        FBP window of the consistency steps and of the final replacement (``consistency`` and
+        ``replacement`` with a :class:`~scoreinv.operators.RadonOp`; other operators refuse
+        one; ignored by ``guidance``; ``None``: ram-lak).
     guidance_scale, measurement_std:
         ζ and σ_y of the guidance (``guidance`` only). σ_y defaults to the
         operator's ``noise_std``.
@@ -82,9 +88,10 @@ def conditional_sample(
     conditioning: Conditioning | None = None
     sampler_score: ScoreFn = score_fn
     if method == "consistency":
-        conditioning = MeasurementConsistency(sde, operator, y, weight, final_iterations, final_damping)
+        conditioning = MeasurementConsistency(sde, operator, y, weight, final_iterations, final_damping,
+                                              step_filter, final_filter)
     elif method == "replacement":
-        conditioning = MeasurementConsistency(sde, operator, y, 1.0, 0, 0.0)
+        conditioning = MeasurementConsistency(sde, operator, y, 1.0, 0, 0.0, step_filter, final_filter)
     elif method == "guidance":
         if measurement_std is None:
             measurement_std = operator.noise_std

@@ -53,6 +53,11 @@ class MeasurementConsistency(Conditioning):
         replacement x + T⁻¹ Λᵀ (y − A x) (right when T⁻¹ is exact).
     final_damping:
         δ ≥ 0 of the final projection (0: hard; > 0: noise-aware least squares).
+    step_filter, final_filter:
+        FBP window of T⁻¹ in the consistency steps and in the final replacement
+        (``final_iterations`` = 0), for a :class:`RadonOp` only; ``None`` is its ram-lak.
+        A smoother window passes less of the measurement noise back into the image
+        (docs/reconstruct.md, noisy CT).
     """
 
     def __init__(
@@ -63,6 +68,8 @@ class MeasurementConsistency(Conditioning):
         weight: float = 1.0,
         final_iterations: int = 0,
         final_damping: float = 0.0,
+        step_filter: str | None = None,
+        final_filter: str | None = None,
     ) -> None:
         if not isinstance(operator, SubsampledTransformOp):
             raise ValueError(
@@ -79,11 +86,17 @@ class MeasurementConsistency(Conditioning):
         self.weight = float(weight)
         self.final_iterations = int(final_iterations)
         self.final_damping = float(final_damping)
+        self.step_filter = step_filter
+        self.final_filter = final_filter
+        for chosen in (step_filter, final_filter):
+            if chosen is not None:  # refuse a filter the operator cannot apply now, not at the first step
+                operator.inverse_transform_measured(y[:1], filter=chosen)
 
-    def _step_toward(self, x: torch.Tensor, target: torch.Tensor, weight: float) -> torch.Tensor:
+    def _step_toward(self, x: torch.Tensor, target: torch.Tensor, weight: float,
+                     filter: str | None) -> torch.Tensor:
         """x + T⁻¹[weight · Λᵀ(target − Λ T x)]."""
         residual = target - self.operator(x)  # = Λ T x, without projecting the unmeasured views
-        return x + self.operator.inverse_transform_measured(weight * residual)
+        return x + self.operator.inverse_transform_measured(weight * residual, filter=filter)
 
     def project(self, x: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         if self.weight == 0.0:
@@ -92,11 +105,11 @@ class MeasurementConsistency(Conditioning):
         mean = expand_to(self.sde.mean_coefficient(t), self.y)
         std = expand_to(self.sde.marginal_std(t), self.y)
         noisy_measurement = mean * self.y + std * self.operator(noise)
-        return self._step_toward(x, noisy_measurement, self.weight)
+        return self._step_toward(x, noisy_measurement, self.weight, self.step_filter)
 
     def finish(self, x: torch.Tensor) -> torch.Tensor:
         if self.final_iterations == 0:
-            return self._step_toward(x, self.y, 1.0)
+            return self._step_toward(x, self.y, 1.0, self.final_filter)
         correction = least_squares(
             self.operator, self.y - self.operator(x), iterations=self.final_iterations,
             damping=self.final_damping,
