@@ -188,6 +188,8 @@ class ReconstructionSettings(StrictModel):
         None, description="FBP window of a RadonOp's consistency steps")
     final_filter: Literal["ram-lak", "shepp-logan", "cosine", "hann"] | None = Field(
         None, description="FBP window of a RadonOp's final replacement step")
+    noise_weight: float | None = Field(
+        None, ge=0, description="κ of the noise-aware consistency gain (0: off; needs noise_std > 0)")
     guidance_scale: float | None = Field(None, ge=0, description="guidance ζ")
     predictor: Literal["none", "euler_maruyama", "reverse_diffusion", "ancestral"] = "reverse_diffusion"
     corrector: Literal["none", "langevin", "annealed_langevin"] = "langevin"

@@ -82,7 +82,7 @@ def default_settings(operator: LinearOperator) -> dict[str, Any]:
             # the same PSNR on 8 held-out phantoms (docs/reconstruct.md).
             return {"method": "consistency", "steps": 200, "snr": CT_SNR, "weight": 1.0,
                     "final_iterations": 0, "final_damping": 0.0,
-                    "step_filter": "shepp-logan", "final_filter": "hann"}
+                    "step_filter": "shepp-logan", "final_filter": "hann", "noise_weight": 0.25}
         return {"method": "consistency", "steps": 500, "snr": CT_SNR, "weight": 1.0,
                 "final_iterations": 20, "final_damping": 0.0}
     if isinstance(operator, (MaskOp, GrayscaleOp)):
@@ -143,6 +143,7 @@ def posterior(
     final_damping: float | None = None,
     step_filter: str | None = None,
     final_filter: str | None = None,
+    noise_weight: float | None = None,
     guidance_scale: float | None = None,
     predictor: str = "reverse_diffusion",
     corrector: str = "langevin",
@@ -170,7 +171,9 @@ def posterior(
     steps, snr, weight, final_iterations, final_damping, step_filter, final_filter, guidance_scale:
         Sampler settings; ``None`` takes the operator family's default. ``step_filter`` and
         ``final_filter`` are the FBP windows (``"ram-lak"``, ``"shepp-logan"``, ``"cosine"``,
-        ``"hann"``) of a RadonOp's consistency steps and final replacement.
+        ``"hann"``) of a RadonOp's consistency steps and final replacement. ``noise_weight``
+        κ makes the consistency steps noise-aware (see
+        :class:`~scoreinv.solvers.MeasurementConsistency`; 0: off).
     seed:
         Seeds every random draw: the same seed gives the same result.
     num_samples:
@@ -206,7 +209,8 @@ def posterior(
     settings = default_settings(operator)
     chosen = {"method": method, "steps": steps, "snr": snr, "weight": weight,
               "final_iterations": final_iterations, "final_damping": final_damping,
-              "step_filter": step_filter, "final_filter": final_filter, "guidance_scale": guidance_scale}
+              "step_filter": step_filter, "final_filter": final_filter, "noise_weight": noise_weight,
+              "guidance_scale": guidance_scale}
     settings.update({key: value for key, value in chosen.items() if value is not None})
     if settings["method"] not in METHODS:
         raise ValueError(f"unknown method {settings['method']!r}; choose one of {list(METHODS)}")
@@ -238,7 +242,8 @@ def posterior(
         generator = ItemGenerators.from_seeds(
             [item_seed(base_seed, i, s) for i in ids for s in range(int(num_samples))], device=device)
 
-    keys = ("weight", "final_iterations", "final_damping", "step_filter", "final_filter", "guidance_scale")
+    keys = ("weight", "final_iterations", "final_damping", "step_filter", "final_filter", "noise_weight",
+            "guidance_scale")
     start = time.perf_counter()
     result = conditional_sample(
         model, sde, operator, repeated, method=settings["method"], steps=settings["steps"],

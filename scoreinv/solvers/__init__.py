@@ -44,6 +44,7 @@ def conditional_sample(
     final_damping: float = 0.0,
     step_filter: str | None = None,
     final_filter: str | None = None,
+    noise_weight: float = 0.0,
     guidance_scale: float = 1.0,
     measurement_std: float | None = None,
     eps: float | None = None,
@@ -74,6 +75,9 @@ def conditional_sample(
         FBP window of the consistency steps and of the final replacement (``consistency`` and
         ``replacement`` with a :class:`~scoreinv.operators.RadonOp`; other operators refuse
         one; ignored by ``guidance``; ``None``: ram-lak).
+    noise_weight:
+        κ ≥ 0 of the noise-aware consistency gain (``consistency`` only; see
+        :class:`MeasurementConsistency`); 0 is the plain λ step.
     guidance_scale, measurement_std:
         ζ and σ_y of the guidance (``guidance`` only). σ_y defaults to the
         operator's ``noise_std``.
@@ -89,7 +93,7 @@ def conditional_sample(
     sampler_score: ScoreFn = score_fn
     if method == "consistency":
         conditioning = MeasurementConsistency(sde, operator, y, weight, final_iterations, final_damping,
-                                              step_filter, final_filter)
+                                              step_filter, final_filter, noise_weight)
     elif method == "replacement":
         conditioning = MeasurementConsistency(sde, operator, y, 1.0, 0, 0.0, step_filter, final_filter)
     elif method == "guidance":
