@@ -11,7 +11,7 @@ import scoreinv
 from scoreinv.checkpoint import bundled_models, resolve_checkpoint
 from scoreinv.datasets import phantoms
 from scoreinv.demo import HELD_OUT_SEED, run_demo
-from scoreinv.metrics import psnr
+from scoreinv.metrics import psnr, ssim
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,6 +38,21 @@ def test_the_ct_prior_beats_fbp_on_held_out_phantoms():
     estimate = scoreinv.reconstruct(y, operator, prior, steps=100, seed=0, progress=False)
     ours = psnr(estimate.clamp(0, 1), truth)
     assert (ours > fbp + 3.0).all(), (ours, fbp)
+
+
+def test_noisy_ct_defaults_keep_the_noise_out_of_the_image():
+    """1% noise, 100 steps, one sample. Plain consistency copied the noise into the image (SSIM
+    below SIRT's); the noise-aware defaults must beat FBP clearly and keep SSIM high."""
+    prior = scoreinv.load_model("ct-phantom")
+    truth = phantoms("mixed", 2, prior.image_size, seed=HELD_OUT_SEED + 98)
+    clean = scoreinv.RadonOp(23, image_size=prior.image_size)
+    operator = scoreinv.RadonOp(23, image_size=prior.image_size, noise_std=0.01 * float(clean(truth).abs().max()))
+    y = operator.simulate(truth, generator=torch.Generator().manual_seed(0))
+    fbp = operator.pinv(y).clamp(0, 1)
+    estimate = scoreinv.reconstruct(y, operator, prior, steps=100, seed=0, progress=False).clamp(0, 1)
+    assert (psnr(estimate, truth) > psnr(fbp, truth) + 3.0).all()
+    # Measured: SSIM 0.89 / 0.87 here; plain consistency with ram-lak steps gave 0.75 / 0.80, FBP 0.30 / 0.50.
+    assert (ssim(estimate, truth) > 0.83).all(), ssim(estimate, truth)
 
 
 def test_demo_reduced_mode_writes_its_figure(tmp_path):
