@@ -191,6 +191,8 @@ class ReconstructionSettings(StrictModel):
     noise_weight: float | None = Field(
         None, ge=0, description="κ of the noise-aware consistency gain (0: off; needs noise_std > 0)")
     guidance_scale: float | None = Field(None, ge=0, description="guidance ζ")
+    guidance_max_ratio: float | None = Field(
+        None, gt=0, description="guidance cap ρ: the guidance term at most ρ × the prior score's norm")
     predictor: Literal["none", "euler_maruyama", "reverse_diffusion", "ancestral"] = "reverse_diffusion"
     corrector: Literal["none", "langevin", "annealed_langevin"] = "langevin"
     corrector_steps: int = Field(1, ge=0)

@@ -46,6 +46,7 @@ def conditional_sample(
     final_filter: str | None = None,
     noise_weight: float = 0.0,
     guidance_scale: float = 1.0,
+    guidance_max_ratio: float | None = None,
     measurement_std: float | None = None,
     eps: float | None = None,
     generator: torch.Generator | None = None,
@@ -81,6 +82,9 @@ def conditional_sample(
     guidance_scale, measurement_std:
         ζ and σ_y of the guidance (``guidance`` only). σ_y defaults to the
         operator's ``noise_std``.
+    guidance_max_ratio:
+        ρ: caps the guidance term at ρ times the prior score's norm per item
+        (``guidance`` only; ``None``: uncapped). See :class:`GuidedScore`.
 
     Returns
     -------
@@ -99,7 +103,8 @@ def conditional_sample(
     elif method == "guidance":
         if measurement_std is None:
             measurement_std = operator.noise_std
-        sampler_score = GuidedScore(score_fn, sde, operator, y, measurement_std, guidance_scale)
+        sampler_score = GuidedScore(score_fn, sde, operator, y, measurement_std, guidance_scale,
+                                    guidance_max_ratio)
     else:
         raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
     return pc_sample(

@@ -12,7 +12,17 @@ current mean squared residual,
 M the number of measurements. Early in the reverse process x̂₀ is poor, the residual is
 large and the plug-in variance keeps the guidance from overwhelming the prior (the
 usual failure of a fixed small σ_y); as the residual falls to the noise level, s → σ_y.
-ζ > 0 scales the guidance. The gradient flows
+ζ > 0 scales the guidance.
+
+A trained network's Tweedie estimate is not the exact, nearly constant one of the theory at
+large noise: its Jacobian ∂x̂₀/∂x = I + std² ∂s/∂x multiplies the network's errors by std²,
+and the guidance term came out 36× the prior score at t = T on the bundled CT prior, which
+the predictor's g² dt (≈ 660 there) turned into a jump the sampler never recovered from
+(5 dB). ``max_ratio`` ρ caps the guidance per item at ρ times the prior score's norm,
+‖ζ ∇‖ ≤ ρ ‖s‖, a trust region that leaves well-behaved steps alone: with ρ = 10 (the default
+of :func:`scoreinv.posterior`) the bundled prior reached 26.1 dB, SSIM 0.90, on 8 noisy
+held-out phantoms, and the exact-score closed form kept its uncapped accuracy
+(docs/reconstruct.md). The gradient flows
 through the score model and the operator by autograd, so any differentiable A
 works, including operators outside the subsampled-transform family.
 """
@@ -40,6 +50,9 @@ class GuidedScore:
         σ_y ≥ 0 of the Gaussian measurement model (0 for noiseless data).
     scale:
         ζ, the guidance scale.
+    max_ratio:
+        ρ > 0: the guidance term is scaled down per item where its norm exceeds ρ times
+        the prior score's; ``None`` leaves it uncapped (the literal DPS step).
     """
 
     def __init__(
@@ -50,6 +63,7 @@ class GuidedScore:
         y: torch.Tensor,
         measurement_std: float,
         scale: float = 1.0,
+        max_ratio: float | None = None,
     ) -> None:
         if not measurement_std >= 0:
             raise ValueError(f"the measurement std σ_y must be >= 0, got {measurement_std}")
@@ -61,6 +75,9 @@ class GuidedScore:
         self.y = y
         self.measurement_std = float(measurement_std)
         self.scale = float(scale)
+        if max_ratio is not None and not max_ratio > 0:
+            raise ValueError(f"the guidance cap ρ (max_ratio) must be > 0 or None, got {max_ratio}")
+        self.max_ratio = None if max_ratio is None else float(max_ratio)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         with torch.enable_grad():
@@ -72,4 +89,10 @@ class GuidedScore:
             variance = (squared.detach() / residual.shape[1]).clamp_min(self.measurement_std**2)
             variance = variance.clamp_min(torch.finfo(variance.dtype).tiny)
             (gradient,) = torch.autograd.grad((squared / (2 * variance)).sum(), x)
-        return score.detach() - self.scale * gradient
+        score = score.detach()
+        guidance = self.scale * gradient
+        if self.max_ratio is not None:
+            allowed = self.max_ratio * score.flatten(1).norm(dim=1)
+            actual = guidance.flatten(1).norm(dim=1).clamp_min(torch.finfo(guidance.dtype).tiny)
+            guidance = guidance * (allowed / actual).clamp(max=1.0).view(-1, *([1] * (guidance.dim() - 1)))
+        return score - guidance
