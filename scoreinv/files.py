@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from scoreinv.datasets.hdf5 import publish_atomically
+
 IMAGE_SUFFIXES = (".npy", ".h5", ".hdf5")
 
 
@@ -172,12 +174,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     temporary = Path(name)
     try:
         yield temporary
-        with open(temporary, "rb+") as handle:
-            os.fsync(handle.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(temporary, 0o666 & ~mask)  # mkstemp made it private
-        os.replace(temporary, path)
+        publish_atomically(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
 

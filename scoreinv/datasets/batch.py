@@ -47,7 +47,7 @@ import torch
 from tqdm.auto import tqdm
 
 from scoreinv.config import ReconstructionSettings
-from scoreinv.datasets.hdf5 import _fsync_folder, _open, _scoreinv_version, _umask
+from scoreinv.datasets.hdf5 import _fsync_folder, _open, _scoreinv_version, publish_atomically
 from scoreinv.datasets.simulate import operator_from_file
 from scoreinv.distributed import World, all_ok, barrier, device_for, world
 from scoreinv.metrics import psnr as psnr_metric
@@ -234,14 +234,10 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(name, 0o666 & ~_umask())
-        os.replace(name, path)
+        publish_atomically(name, path)
     except BaseException:
         Path(name).unlink(missing_ok=True)
         raise
-    _fsync_folder(path.parent)
 
 
 def _read_config_attribute(path: Path) -> dict[str, Any] | None:
@@ -339,13 +335,10 @@ def _write_part(folder: Path, arrays: dict[str, np.ndarray]) -> Path:
                     handle.attrs[key] = values
                 else:
                     handle.create_dataset(key, data=values)
-        with open(name, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(name, target)
+        publish_atomically(name, target)
     except BaseException:
         Path(name).unlink(missing_ok=True)
         raise
-    _fsync_folder(folder)
     return target
 
 
@@ -470,14 +463,10 @@ def _merge(folder: Path, out_path: Path, job: _Input, config: dict[str, Any], ru
             attributes["input_file"] = str(job.path.resolve())
             attributes["scoreinv_version"] = _scoreinv_version()
             attributes["created_by"] = "scoreinv.datasets.reconstruct_h5"
-        with open(name, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(name, 0o666 & ~_umask())
-        os.replace(name, out_path)
+        publish_atomically(name, out_path)
     except BaseException:
         Path(name).unlink(missing_ok=True)
         raise
-    _fsync_folder(out_path.parent)
     shutil.rmtree(folder)
 
 

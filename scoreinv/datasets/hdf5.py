@@ -85,6 +85,17 @@ def _umask() -> int:
     return mask
 
 
+def publish_atomically(temporary: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Make a finished temporary file the ``target``: fsync it, give it normal permissions
+    (mkstemp made it 0600), rename it over the target, fsync the folder. A crash before the
+    rename leaves the target as it was; after it, the target is complete."""
+    with open(temporary, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.chmod(temporary, 0o666 & ~_umask())
+    os.replace(temporary, target)
+    _fsync_folder(Path(target).parent)
+
+
 def _fsync_folder(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -236,14 +247,10 @@ class H5Writer:
                 attributes[name] = value
             self._file.close()
             self._file = None
-            with open(self._tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-            os.chmod(self._tmp, 0o666 & ~_umask())  # mkstemp made it private (0600)
-            os.replace(self._tmp, self.path)
+            publish_atomically(self._tmp, self.path)
         except BaseException:
             self.abort()
             raise
-        _fsync_folder(self.path.parent)
         return self.path
 
     def abort(self) -> None:
