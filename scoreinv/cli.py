@@ -443,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help=config_help.format("TrainRunConfig: [model] ModelConfig, [training] TrainingConfig"))
     setting(train, "--sde", SDEConfig, "kind", choices=["ve", "vp", "subvp"], help="forward SDE")
     setting(train, "--steps", TrainingConfig, "steps", type=int)
-    setting(train, "--batch-size", TrainingConfig, "batch_size", type=int, help="images per step (per process)")
+    setting(train, "--batch-size", TrainingConfig, "batch_size", type=int, help="images per step, over all processes under torchrun (the global batch)")
     setting(train, "--learning-rate", TrainingConfig, "learning_rate", type=float, help="Adam learning rate")
     setting(train, "--checkpoint-every", TrainingConfig, "checkpoint_every", type=int)
     setting(train, "--seed", TrainingConfig, "seed", type=int, help="seeds initialisation, batches and noise")
