@@ -36,6 +36,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from scoreinv.atomic import fsync_folder
 from scoreinv.config import ModelConfig, TrainingConfig
 from scoreinv.models import EMA, ScoreModel
 
@@ -81,17 +82,7 @@ def _atomic_save(obj: Any, path: Path) -> None:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
         raise
-    # Make the rename itself durable; not every platform can open a directory.
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    fsync_folder(path.parent)  # make the rename itself durable
 
 
 def _content(

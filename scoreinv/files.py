@@ -11,16 +11,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from scoreinv.datasets.hdf5 import publish_atomically
+from scoreinv.atomic import atomic_path
 
 IMAGE_SUFFIXES = (".npy", ".h5", ".hdf5")
 
@@ -160,23 +158,6 @@ def h5_image_shape(path: str | os.PathLike) -> tuple[int, ...]:
     from scoreinv.datasets import H5ImageDataset
 
     return H5ImageDataset(Path(path)).shape
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """A temporary path in ``path``'s folder, renamed to ``path`` when the block succeeds."""
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder; give a file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    temporary = Path(name)
-    try:
-        yield temporary
-        publish_atomically(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def check_output(path: str | os.PathLike, suffixes: tuple[str, ...], overwrite: bool) -> Path:

@@ -35,7 +35,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,8 +45,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from scoreinv.atomic import atomic_path, fsync_folder
 from scoreinv.config import ReconstructionSettings
-from scoreinv.datasets.hdf5 import _fsync_folder, _open, _scoreinv_version, publish_atomically
+from scoreinv.datasets.hdf5 import _open, _scoreinv_version
 from scoreinv.datasets.simulate import operator_from_file
 from scoreinv.distributed import World, all_ok, barrier, device_for, world
 from scoreinv.metrics import psnr as psnr_metric
@@ -229,17 +229,6 @@ def _load_prior(model: str | os.PathLike, device: torch.device | None, operator:
 
 # --- the work folder --------------------------------------------------------------------------
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        publish_atomically(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
-
-
 def _read_config_attribute(path: Path) -> dict[str, Any] | None:
     """The ``config`` of a finished batch output, or None if it is not one."""
     try:
@@ -297,8 +286,9 @@ def _claim(out_path: Path, folder: Path, config: dict[str, Any], overwrite: bool
                                   "resume it, or pass overwrite=True (--overwrite) to start over")
     else:
         folder.mkdir(parents=True)
-        _atomic_write_bytes(manifest, json.dumps(config, indent=2, sort_keys=True).encode())
-        _fsync_folder(folder.parent)
+        with atomic_path(manifest) as temporary:
+            temporary.write_text(json.dumps(config, indent=2, sort_keys=True))
+        fsync_folder(folder.parent)
     _remove_stale_temporaries(folder, ".part-")
     return "work"
 
@@ -324,21 +314,14 @@ def _part_items(folder: Path) -> dict[int, Path]:
 def _write_part(folder: Path, arrays: dict[str, np.ndarray]) -> Path:
     """One finished batch as ``part-<first item>.h5``: temporary file, fsync, rename."""
     target = folder / f"part-{int(arrays['items'][0]):08d}.h5"
-    fd, name = tempfile.mkstemp(dir=folder, prefix=".part-", suffix=".tmp")
-    os.close(fd)
-    try:
-        with h5py.File(name, "w") as handle:
-            for key, values in arrays.items():
-                if key == "failure_reason":
-                    handle.create_dataset(key, data=np.array(values, dtype=object), dtype=h5py.string_dtype())
-                elif np.ndim(values) == 0:
-                    handle.attrs[key] = values
-                else:
-                    handle.create_dataset(key, data=values)
-        publish_atomically(name, target)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
+    with atomic_path(target) as temporary, h5py.File(temporary, "w") as handle:
+        for key, values in arrays.items():
+            if key == "failure_reason":
+                handle.create_dataset(key, data=np.array(values, dtype=object), dtype=h5py.string_dtype())
+            elif np.ndim(values) == 0:
+                handle.attrs[key] = values
+            else:
+                handle.create_dataset(key, data=values)
     return target
 
 
@@ -430,43 +413,36 @@ def _merge(folder: Path, out_path: Path, job: _Input, config: dict[str, Any], ru
     if missing:
         raise RuntimeError(f"cannot merge {folder}: items {missing[:10]} have no part")
     n, shape = job.items, tuple(job.operator.in_shape)
-    fd, name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with h5py.File(name, "w") as out:
-            image_sets = ["reconstructions"] + (["posterior_std"] if num_samples > 1 else [])
-            for key in image_sets:
-                out.create_dataset(key, shape=(n, *shape), dtype="float32", chunks=(1, *shape))
-            out.create_dataset("done", shape=(n,), dtype="uint8")
-            out.create_dataset("failed", shape=(n,), dtype="uint8")
-            out.create_dataset("failure_reason", shape=(n,), dtype=h5py.string_dtype())
-            metrics = ["psnr", "ssim"] if job.has_images else []
-            for key in metrics:
-                out.create_dataset(key, shape=(n,), dtype="float64")
-            widths = set()
-            for part in sorted(set(parts.values())):
-                with h5py.File(part, "r") as handle:
-                    widths.add(int(handle.attrs.get("batch_size", -1)))
-                    items = np.asarray(handle["items"])
-                    where = _index(items)
-                    for key in [*image_sets, "failed", *metrics]:
-                        out[key][where] = np.asarray(handle[key])
-                    out["failure_reason"][where] = np.asarray(handle["failure_reason"], dtype=object)
-                    out["done"][where] = np.ones(items.size, dtype=np.uint8)
-            attributes = out.attrs
-            attributes["format"] = FORMAT
-            attributes["format_version"] = FORMAT_VERSION
-            attributes["config"] = json.dumps(config, sort_keys=True)
-            attributes["operator"] = json.dumps(job.operator_config, sort_keys=True)
-            # a resume with another batch size mixes results that differ at rounding level: say so
-            attributes["run"] = json.dumps({**run, "batch_sizes": sorted(widths)}, sort_keys=True)
-            attributes["input_file"] = str(job.path.resolve())
-            attributes["scoreinv_version"] = _scoreinv_version()
-            attributes["created_by"] = "scoreinv.datasets.reconstruct_h5"
-        publish_atomically(name, out_path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
+    with atomic_path(out_path) as temporary, h5py.File(temporary, "w") as out:
+        image_sets = ["reconstructions"] + (["posterior_std"] if num_samples > 1 else [])
+        for key in image_sets:
+            out.create_dataset(key, shape=(n, *shape), dtype="float32", chunks=(1, *shape))
+        out.create_dataset("done", shape=(n,), dtype="uint8")
+        out.create_dataset("failed", shape=(n,), dtype="uint8")
+        out.create_dataset("failure_reason", shape=(n,), dtype=h5py.string_dtype())
+        metrics = ["psnr", "ssim"] if job.has_images else []
+        for key in metrics:
+            out.create_dataset(key, shape=(n,), dtype="float64")
+        widths = set()
+        for part in sorted(set(parts.values())):
+            with h5py.File(part, "r") as handle:
+                widths.add(int(handle.attrs.get("batch_size", -1)))
+                items = np.asarray(handle["items"])
+                where = _index(items)
+                for key in [*image_sets, "failed", *metrics]:
+                    out[key][where] = np.asarray(handle[key])
+                out["failure_reason"][where] = np.asarray(handle["failure_reason"], dtype=object)
+                out["done"][where] = np.ones(items.size, dtype=np.uint8)
+        attributes = out.attrs
+        attributes["format"] = FORMAT
+        attributes["format_version"] = FORMAT_VERSION
+        attributes["config"] = json.dumps(config, sort_keys=True)
+        attributes["operator"] = json.dumps(job.operator_config, sort_keys=True)
+        # a resume with another batch size mixes results that differ at rounding level: say so
+        attributes["run"] = json.dumps({**run, "batch_sizes": sorted(widths)}, sort_keys=True)
+        attributes["input_file"] = str(job.path.resolve())
+        attributes["scoreinv_version"] = _scoreinv_version()
+        attributes["created_by"] = "scoreinv.datasets.reconstruct_h5"
     shutil.rmtree(folder)
 
 

@@ -41,6 +41,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from scoreinv.atomic import publish_atomically
+
 FORMAT = "scoreinv-data"
 FORMAT_VERSION = 1
 
@@ -77,36 +79,6 @@ def _as_array(name: str, values: Any) -> np.ndarray:
     if not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or inf")
     return array
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def publish_atomically(temporary: str | os.PathLike, target: str | os.PathLike) -> None:
-    """Make a finished temporary file the ``target``: fsync it, give it normal permissions
-    (mkstemp made it 0600), rename it over the target, fsync the folder. A crash before the
-    rename leaves the target as it was; after it, the target is complete."""
-    with open(temporary, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.chmod(temporary, 0o666 & ~_umask())
-    os.replace(temporary, target)
-    _fsync_folder(Path(target).parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # not every platform can open a directory
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class H5Writer:
