@@ -124,11 +124,11 @@ class MeasurementConsistency(Conditioning):
         mean = expand_to(self.sde.mean_coefficient(t), self.y)
         std = expand_to(self.sde.marginal_std(t), self.y)
         noisy_measurement = mean * self.y + std * self.operator(noise)
-        if self.noise_variance == 0.0:
-            return self._step_toward(x, noisy_measurement, self.weight, self.step_filter)
-        signal = std**2 * self.row_norm
-        gain = self.weight * signal / (signal + mean**2 * self.noise_variance)
-        return self._step_toward(x, noisy_measurement, gain, self.step_filter)
+        weight: float | torch.Tensor = self.weight
+        if self.noise_variance > 0:
+            signal = std**2 * self.row_norm
+            weight = self.weight * signal / (signal + mean**2 * self.noise_variance)
+        return self._step_toward(x, noisy_measurement, weight, self.step_filter)
 
     def finish(self, x: torch.Tensor) -> torch.Tensor:
         if self.final_iterations == 0:
