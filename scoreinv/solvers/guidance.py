@@ -12,7 +12,9 @@ current mean squared residual,
 M the number of measurements. Early in the reverse process x̂₀ is poor, the residual is
 large and the plug-in variance keeps the guidance from overwhelming the prior (the
 usual failure of a fixed small σ_y); as the residual falls to the noise level, s → σ_y.
-ζ > 0 scales the guidance.
+ζ > 0 scales the guidance. The gradient flows through the score model and the operator by
+autograd, so any differentiable A works, including operators outside the
+subsampled-transform family.
 
 A trained network's Tweedie estimate is not the exact, nearly constant one of the theory at
 large noise: its Jacobian ∂x̂₀/∂x = I + std² ∂s/∂x multiplies the network's errors by std²,
@@ -22,9 +24,7 @@ the predictor's g² dt (≈ 660 there) turned into a jump the sampler never reco
 ‖ζ ∇‖ ≤ ρ ‖s‖, a trust region that leaves well-behaved steps alone: with ρ = 10 (the default
 of :func:`scoreinv.posterior`) the bundled prior reached 26.1 dB, SSIM 0.90, on 8 noisy
 held-out phantoms, and the exact-score closed form kept its uncapped accuracy
-(docs/reconstruct.md). The gradient flows
-through the score model and the operator by autograd, so any differentiable A
-works, including operators outside the subsampled-transform family.
+(docs/reconstruct.md).
 """
 
 from __future__ import annotations
