@@ -47,11 +47,21 @@ def test_gain_falls_as_the_diffusion_noise_falls_below_the_measurement_noise():
     sde = VESDE(0.01, 10.0)
     operator = RadonOp(8, image_size=16, noise_std=0.5)
     y = operator.simulate(torch.rand(1, 1, 16, 16), generator=torch.Generator().manual_seed(0))
-    step = MeasurementConsistency(sde, operator, y, weight=1.0, noise_weight=1.0)
+    plain = MeasurementConsistency(sde, operator, y, weight=1.0)
+    aware = MeasurementConsistency(sde, operator, y, weight=1.0, noise_weight=1.0)
+    x = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(2))
     gains = []
     for time in (0.9, 0.3, 0.01):
-        std = float(sde.marginal_std(torch.tensor([time]))[0])
-        gains.append(std**2 * step.row_norm / (std**2 * step.row_norm + 0.25))
+        t = torch.tensor([time])
+        # The step is linear in its weight: the aware update is the plain one times the gain.
+        full = plain.project(x, t, torch.Generator().manual_seed(3)) - x
+        scaled = aware.project(x, t, torch.Generator().manual_seed(3)) - x
+        gain = float((scaled * full).sum() / (full * full).sum())
+        assert torch.allclose(scaled, gain * full, atol=1e-5 * float(full.abs().max()))
+        std = float(sde.marginal_std(t)[0])
+        signal = std**2 * aware.row_norm
+        assert gain == pytest.approx(signal / (signal + 0.5**2), rel=1e-4)
+        gains.append(gain)
     assert gains[0] > 0.99 and gains[0] > gains[1] > gains[2] and gains[2] < 0.1
 
 
