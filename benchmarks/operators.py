@@ -22,26 +22,20 @@ Run:  python benchmarks/operators.py [--quick] [--threads 1]
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 import warnings
 
 import numpy as np
 import torch
 from _machine import limit_threads, machine_line
+from _scores import median_time
 
 from scoreinv.operators import RadonOp, clear_matrix_cache
 
 
 def timed(fn, repeats: int) -> float:
     """Median wall time of fn() in ms, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    return 1e3 * median_time(fn, repeats, warmup=1)
 
 
 def astra_loop(n: int, op: RadonOp):
