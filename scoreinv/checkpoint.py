@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -211,16 +212,76 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return content
 
 
+@dataclass(frozen=True)
+class PriorEntry:
+    """A prior that can be loaded by name, with what it was trained on.
+
+    Attributes
+    ----------
+    name:
+        The name ``load_model(name)`` takes.
+    path:
+        The checkpoint file.
+    modality:
+        The image domain (``"ct"``, ``"colour"``): operators of that domain
+        (``operator.modality``) take this prior when no model is given.
+    channels, image_size:
+        The images it models: (channels, image_size, image_size).
+    """
+
+    name: str
+    path: Path
+    modality: str
+    channels: int
+    image_size: int
+
+    def describe(self) -> str:
+        plural = "s" if self.channels != 1 else ""
+        return f"{self.name} ({self.modality}, {self.channels} channel{plural}, {self.image_size}×{self.image_size})"
+
+
+#: The prior registry: the bundled priors, and any added with :func:`register_prior`. The first
+#: entry that fits an operator is its default prior.
+PRIORS: dict[str, PriorEntry] = {}
+
+
+def register_prior(name: str, path: str | os.PathLike, *, modality: str, channels: int, image_size: int) -> PriorEntry:
+    """Make the checkpoint at ``path`` loadable as ``load_model(name)`` and eligible as the default
+    prior of operators of ``modality`` on (channels, image_size, image_size) images."""
+    entry = PriorEntry(str(name), Path(path), str(modality), int(channels), int(image_size))
+    PRIORS[entry.name] = entry
+    return entry
+
+
+register_prior("ct-phantom", WEIGHTS_DIR / "ct-phantom.pt", modality="ct", channels=1, image_size=64)
+register_prior("color-histology", WEIGHTS_DIR / "color-histology.pt", modality="colour", channels=3, image_size=64)
+
+
 def bundled_models() -> list[str]:
-    """Names of the priors shipped in ``scoreinv/weights/`` (``load_model(name)``)."""
-    return sorted(path.stem for path in WEIGHTS_DIR.glob("*.pt"))
+    """Names of the priors that load by name (``load_model(name)``): the registry's."""
+    return sorted(PRIORS)
+
+
+def default_prior(modality: str | None, channels: int, image_size: int) -> str:
+    """The name of the registered prior for images of ``modality`` (None: any) and shape
+    (channels, image_size, image_size); a ValueError listing the registered priors if none fits."""
+    for entry in PRIORS.values():
+        if (modality is None or entry.modality == modality) and (entry.channels, entry.image_size) == (
+                int(channels), int(image_size)):
+            return entry.name
+    wanted = f"{channels}-channel {image_size}×{image_size}" + (f" {modality}" if modality else "")
+    available = "; ".join(entry.describe() for entry in PRIORS.values()) or "none"
+    raise ValueError(
+        f"no bundled prior fits {wanted} images (bundled: {available}). Train one on your images with "
+        f"`scoreinv train IMAGES.h5 PRIOR.pt` and pass model='PRIOR.pt'")
 
 
 def resolve_checkpoint(path_or_name: str | os.PathLike) -> Path:
-    """A file path for a checkpoint path or a bundled model name.
+    """A file path for a checkpoint path or a registered prior name.
 
-    A ``str`` with no path separator and no ``.pt`` suffix is a bundled name and resolves to
-    ``scoreinv/weights/<name>.pt``; anything else (including every ``pathlib.Path``) is a path.
+    A ``str`` with no path separator and no ``.pt`` suffix is a name and resolves to its
+    registered file (the bundled ones are ``scoreinv/weights/<name>.pt``); anything else
+    (including every ``pathlib.Path``) is a path.
     """
     if isinstance(path_or_name, str):
         name = path_or_name
@@ -228,13 +289,13 @@ def resolve_checkpoint(path_or_name: str | os.PathLike) -> Path:
         if os.altsep:
             is_name = is_name and os.altsep not in name
         if is_name:
-            available = bundled_models()
-            if name not in available:
+            if name not in PRIORS:
+                available = bundled_models()
                 raise ValueError(
                     f"unknown bundled model {name!r}; available: {available if available else 'none'} "
                     f"(to load a file, pass a path with a separator or a .pt suffix)"
                 )
-            return WEIGHTS_DIR / f"{name}.pt"
+            return PRIORS[name].path
     return Path(path_or_name)
 
 

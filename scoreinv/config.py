@@ -169,33 +169,38 @@ class ColourDataConfig(StrictModel):
         return self
 
 
-class ReconstructionSettings(StrictModel):
-    """Sampler settings of a reconstruction (:func:`scoreinv.posterior`).
+FilterName = Literal["ram-lak", "shepp-logan", "cosine", "hann"]
 
-    ``None`` takes the operator family's default from
-    :func:`scoreinv.reconstruct.default_settings`. Shared by ``scoreinv reconstruct``,
-    ``scoreinv batch`` and :func:`scoreinv.datasets.reconstruct_h5`, and stored in their
-    outputs.
+
+class ReconstructionSettings(StrictModel):
+    """Sampler settings of a reconstruction: the one list of them.
+
+    ``None`` is "the operator family's choice": :func:`scoreinv.reconstruct.resolve_settings`
+    fills it from the operator's ``default_settings()`` (then from the method's own defaults)
+    and checks the method against the operator. :func:`scoreinv.posterior`, ``scoreinv
+    reconstruct``, ``scoreinv batch`` and the batch runner all go through it; the command-line
+    flags are generated from these fields, and the resolved object is stored in every output.
+    ``method``, ``predictor`` and ``corrector`` name entries of their registries
+    (``scoreinv.solvers.METHODS``, ``scoreinv.sampling.PREDICTORS`` / ``CORRECTORS``), which
+    can be extended from outside the package, so they are checked when resolved.
     """
 
-    method: Literal["consistency", "replacement", "guidance"] | None = None
+    method: str | None = Field(None, description="conditional sampler: consistency, replacement, guidance, ...")
     steps: int | None = Field(None, ge=1, description="sampler steps (one predictor + corrector each)")
     snr: float | None = Field(None, ge=0, description="Langevin corrector signal-to-noise ratio")
     weight: float | None = Field(None, ge=0, le=1, description="consistency λ")
     final_iterations: int | None = Field(None, ge=0, description="CG iterations of the final projection")
     final_damping: float | None = Field(None, ge=0, description="damping of the final projection")
-    step_filter: Literal["ram-lak", "shepp-logan", "cosine", "hann"] | None = Field(
-        None, description="FBP window of a RadonOp's consistency steps")
-    final_filter: Literal["ram-lak", "shepp-logan", "cosine", "hann"] | None = Field(
-        None, description="FBP window of a RadonOp's final replacement step")
+    step_filter: FilterName | None = Field(None, description="FBP window of a RadonOp's consistency steps")
+    final_filter: FilterName | None = Field(None, description="FBP window of a RadonOp's final replacement step")
     noise_weight: float | None = Field(
         None, ge=0, description="κ of the noise-aware consistency gain (0: off; needs noise_std > 0)")
     guidance_scale: float | None = Field(None, ge=0, description="guidance ζ")
-    guidance_max_ratio: float | None = Field(
-        None, gt=0, description="guidance cap ρ: the guidance term at most ρ × the prior score's norm")
-    predictor: Literal["none", "euler_maruyama", "reverse_diffusion", "ancestral"] = "reverse_diffusion"
-    corrector: Literal["none", "langevin", "annealed_langevin"] = "langevin"
-    corrector_steps: int = Field(1, ge=0)
+    guidance_max_ratio: float = Field(
+        10.0, gt=0, description="guidance cap ρ: the guidance term at most ρ × the prior score's norm")
+    predictor: str = Field("reverse_diffusion", description="predictor of the PC loop")
+    corrector: str = Field("langevin", description="corrector of the PC loop")
+    corrector_steps: int = Field(1, ge=0, description="corrector steps per sampler step")
     num_samples: int = Field(1, ge=1, description="posterior samples per item")
     seed: int = Field(0, ge=0, lt=2**63, description="seeds every random draw")
 

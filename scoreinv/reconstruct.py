@@ -1,6 +1,9 @@
 """``scoreinv.reconstruct`` and ``scoreinv.posterior``: the user-facing reconstruction.
 
-This module is the one place that chooses defaults per operator family:
+:func:`resolve_settings` is the one place where sampler settings are completed: every field of
+:class:`~scoreinv.config.ReconstructionSettings` left unset takes the operator family's choice
+(``operator.default_settings()``), then the method's own default; the method is checked
+against the operator. The families choose (measured values in docs/reconstruct.md):
 
 | operator                | method        | steps | λ / ζ  | final projection         |
 |-------------------------|---------------|-------|--------|--------------------------|
@@ -9,14 +12,11 @@ This module is the one place that chooses defaults per operator family:
 | MaskOp, GrayscaleOp     | replacement   | 1000  | λ = 1  | exact replacement        |
 | any other operator      | guidance      | 1000  | ζ = 1  | —                        |
 
-\* with the FBP windows shepp-logan in the consistency steps and hann in the final step.
+\* noise-aware gain κ = 0.25, FBP windows shepp-logan in the steps and hann in the final step.
 
-The noisy-CT row was measured on the bundled trained prior (docs/reconstruct.md,
-``benchmarks/noisy_ct_settings.py``): 8 held-out phantoms, 1% noise, 30.3 dB / SSIM 0.84
-against SIRT-300 27.5 / 0.83 and FBP 24.0 / 0.42; the noise-aware gain (κ) and the smoother
-FBP windows keep the measurement noise out of the image (SSIM 0.70 without them); a damped
-CG final step was worse, and guidance (the best method on a Gaussian prior, where its
-Tweedie estimate is exact) diverged on some items.
+With no model given, the prior is the registered one for the operator's modality, channels and
+image size (:func:`scoreinv.checkpoint.default_prior`); an operator built without a size
+(``RadonOp(23)``, ``GrayscaleOp()``) takes it from the measurement or the model.
 
 Two functions with fixed return types:
 
@@ -31,23 +31,18 @@ Two functions with fixed return types:
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from scoreinv.operators import GrayscaleOp, LinearOperator, MaskOp, RadonOp, SubsampledTransformOp
+from scoreinv.config import ReconstructionSettings
+from scoreinv.operators import LinearOperator
+from scoreinv.sampling import CORRECTORS, PREDICTORS
 from scoreinv.sde import ItemGenerators, item_seed
-from scoreinv.solvers import METHODS, conditional_sample
-
-# Song et al. 2022 tuned SNR = 0.246 (and λ = 0.841) for 23-view CT (320², Bayesian optimisation).
-CT_SNR = 0.246
-# The guidance term capped at 10× the prior score's norm: uncapped, DPS diverged on the bundled
-# CT prior (5 dB on 8 noisy phantoms); capped at 10×, 26.1 dB, SSIM 0.90, while the exact-score
-# closed form keeps its uncapped accuracy (0.058 / 0.15 against 0.057 / 0.21; at 1× it was 0.10).
-GUIDANCE_MAX_RATIO = 10.0
+from scoreinv.solvers import conditional_sample, get_method
 
 
 @dataclass
@@ -78,33 +73,49 @@ class Posterior:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def default_settings(operator: LinearOperator) -> dict[str, Any]:
-    """Method, steps, SNR and consistency / guidance parameters chosen for an operator family.
+def resolve_settings(operator: LinearOperator, settings: ReconstructionSettings | Mapping[str, Any] | None = None,
+                     **overrides: Any) -> ReconstructionSettings:
+    """Complete sampler settings for ``operator``: the one place defaults are filled.
 
-    Every family carries the guidance cap ρ = 10 (``guidance_max_ratio``), used when
-    ``method="guidance"`` is chosen for it.
+    Parameters
+    ----------
+    operator:
+        The forward operator; its family's ``default_settings()`` fill the unset fields.
+    settings:
+        A :class:`~scoreinv.config.ReconstructionSettings`, a mapping of its fields, or None.
+    **overrides:
+        Fields of ``ReconstructionSettings`` (``steps=100``, ...) that replace those of
+        ``settings``; a value of None leaves the field as it is. Unknown names and invalid
+        values raise a ValueError naming the field.
+
+    Returns
+    -------
+    ReconstructionSettings
+        Every field the chosen method reads is set; the method is registered and suits the
+        operator, the predictor and corrector are registered.
     """
-    return {**_family_settings(operator), "guidance_max_ratio": GUIDANCE_MAX_RATIO}
-
-
-def _family_settings(operator: LinearOperator) -> dict[str, Any]:
-    if isinstance(operator, RadonOp):
-        if operator.noise_std > 0:
-            # Guidance won on the Gaussian closed form but diverged on the bundled trained prior
-            # (4 dB at 100 steps). The noise-aware gain and smoother FBP windows keep the
-            # measurement noise out of the image: 29.5 dB / SSIM 0.70 -> 30.3 / 0.84 on 8
-            # held-out phantoms at 200 steps (docs/reconstruct.md).
-            return {"method": "consistency", "steps": 200, "snr": CT_SNR, "weight": 1.0,
-                    "final_iterations": 0, "final_damping": 0.0,
-                    "step_filter": "shepp-logan", "final_filter": "hann", "noise_weight": 0.25}
-        return {"method": "consistency", "steps": 500, "snr": CT_SNR, "weight": 1.0,
-                "final_iterations": 20, "final_damping": 0.0}
-    if isinstance(operator, (MaskOp, GrayscaleOp)):
-        return {"method": "replacement", "steps": 1000, "snr": 0.16}
-    if isinstance(operator, SubsampledTransformOp):
-        return {"method": "consistency", "steps": 500, "snr": 0.16, "weight": 1.0,
-                "final_iterations": 20, "final_damping": 0.0}
-    return {"method": "guidance", "steps": 1000, "snr": 0.16, "guidance_scale": 1.0}
+    if settings is None:
+        settings = ReconstructionSettings()
+    elif isinstance(settings, Mapping):
+        settings = ReconstructionSettings(**settings)
+    elif not isinstance(settings, ReconstructionSettings):
+        raise ValueError(f"settings must be a ReconstructionSettings or a mapping, got {type(settings).__name__}")
+    chosen = {key: value for key, value in overrides.items() if value is not None}
+    values = ReconstructionSettings(**{**settings.model_dump(exclude_unset=True), **chosen}).model_dump()
+    family = operator.default_settings()
+    if values["method"] is None:
+        values["method"] = family["method"]
+    method = get_method(values["method"])
+    if not method.supports(operator):
+        suited = ", ".join(repr(name) for name in getattr(operator, "supported_methods", ())) or "none"
+        raise ValueError(f"method {method.name!r} does not suit {operator.name}; its family supports {suited}")
+    for key, value in values.items():
+        if value is None:
+            values[key] = family.get(key, method.defaults.get(key))
+    for key, registry in (("predictor", PREDICTORS), ("corrector", CORRECTORS)):
+        if values[key] not in registry:
+            raise ValueError(f"unknown {key} {values[key]!r}; choose one of {sorted(registry)}")
+    return ReconstructionSettings(**values)
 
 
 def _as_tensor(y: Any) -> tuple[torch.Tensor, bool]:
@@ -115,31 +126,42 @@ def _as_tensor(y: Any) -> tuple[torch.Tensor, bool]:
     raise ValueError(f"the measurement must be a numpy array or a torch tensor, got {type(y).__name__}")
 
 
-def _check_inputs(y: torch.Tensor, operator: LinearOperator, model: Any) -> bool:
-    """Validate; return True if y is a single item (no batch dimension)."""
+def _item_layout(y: torch.Tensor, operator: LinearOperator) -> tuple[torch.Tensor, str]:
+    """``y`` as a batch (B, *measurement) and how it came: "batch", "item", or "bare" (one item
+    without its leading channel of size 1, e.g. a (views, detectors) sinogram)."""
     if not (y.is_floating_point() or y.dtype in (torch.int16, torch.int32, torch.int64, torch.uint8)):
         raise ValueError(f"the measurement must hold real numbers, got dtype {y.dtype}")
-    expected = tuple(operator.out_shape)
-    if tuple(y.shape) == expected:
-        single = True
-    elif y.dim() == len(expected) + 1 and tuple(y.shape[1:]) == expected:
-        single = False
-    else:
-        raise ValueError(
-            f"measurement shape {tuple(y.shape)} does not match the operator: expected {expected} "
-            f"or (B, {', '.join(map(str, expected))})"
-        )
-    if not torch.isfinite(y.double()).all():
-        raise ValueError("the measurement contains NaN or inf")
+    rank = operator.measurement_ndim
+    if y.dim() == rank + 1:
+        return y, "batch"
+    if y.dim() == rank:
+        return y.unsqueeze(0), "item"
+    if y.dim() == rank - 1:
+        return y.unsqueeze(0).unsqueeze(0), "bare"
+    raise ValueError(f"the measurement has {y.dim()} dimensions; {operator.name} takes one item of "
+                     f"{rank} dimensions, a batch of {rank + 1}, or one item without its channel "
+                     f"({rank - 1})")
+
+
+def _prior_and_operator(model: Any, operator: LinearOperator, measurement_shape: tuple[int, ...],
+                        device: torch.device | str | None) -> tuple[Any, LinearOperator]:
+    """The prior (given, by name or path, or the registered default) and the operator bound to
+    the measurement's and the prior's image size."""
+    from scoreinv.checkpoint import default_prior, load_model
+
+    if model is None:
+        operator = operator.bind(measurement_shape=measurement_shape)
+        channels, height, width = operator.in_shape
+        if height != width:
+            raise ValueError(f"no bundled prior works on {height}×{width} images (they are square): pass model=...")
+        model = default_prior(operator.modality, channels, height)
+    if isinstance(model, str) or hasattr(model, "__fspath__"):
+        model = load_model(model, device=device)
+    if getattr(model, "sde", None) is None:
+        raise ValueError("the model must carry its SDE (.sde): load it with scoreinv.load_model")
     channels, size = getattr(model, "channels", None), getattr(model, "image_size", None)
-    if channels is not None and size is not None:
-        model_shape = (int(channels), int(size), int(size))
-        if tuple(operator.in_shape) != model_shape:
-            raise ValueError(
-                f"the operator works on images of shape {tuple(operator.in_shape)} but the model "
-                f"was trained on {model_shape}: build the operator with image_size={size}"
-            )
-    return single
+    image_shape = (int(channels), int(size), int(size)) if channels is not None and size is not None else None
+    return model, operator.bind(image_shape=image_shape, measurement_shape=measurement_shape)
 
 
 def posterior(
@@ -147,109 +169,62 @@ def posterior(
     operator: LinearOperator,
     model: Any = None,
     *,
-    method: str | None = None,
-    steps: int | None = None,
-    seed: int | None = None,
-    num_samples: int = 1,
-    snr: float | None = None,
-    weight: float | None = None,
-    final_iterations: int | None = None,
-    final_damping: float | None = None,
-    step_filter: str | None = None,
-    final_filter: str | None = None,
-    noise_weight: float | None = None,
-    guidance_scale: float | None = None,
-    guidance_max_ratio: float | None = None,
-    predictor: str = "reverse_diffusion",
-    corrector: str = "langevin",
-    corrector_steps: int = 1,
+    settings: ReconstructionSettings | Mapping[str, Any] | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
     item_seeds: Sequence[int] | None = None,
+    **overrides: Any,
 ) -> Posterior:
     """Posterior samples, mean and per-pixel std for measurements ``y``.
 
     Parameters
     ----------
     y:
-        Measurements, numpy or torch: one item of shape ``operator.out_shape`` or a
-        batch (B, *operator.out_shape).
+        Measurements, numpy or torch: one item of shape ``operator.out_shape`` (a RadonOp's
+        (1, views, detectors), or just (views, detectors)) or a batch (B, *operator.out_shape).
     operator:
-        The forward operator (``RadonOp``, ``MaskOp``, ``GrayscaleOp`` or any
-        :class:`~scoreinv.operators.LinearOperator`).
+        The forward operator (``RadonOp``, ``MaskOp``, ``GrayscaleOp``, a composition, or any
+        :class:`~scoreinv.operators.LinearOperator`); one built without a size takes it from
+        ``y`` and the model.
     model:
-        The prior: a loaded model (:func:`scoreinv.load_model`), a bundled model
-        name or checkpoint path, or any score callable with ``.sde``.
-    method:
-        ``"consistency"``, ``"replacement"`` or ``"guidance"``; default per operator
-        (see the module docstring).
-    steps, snr, weight, final_iterations, final_damping, step_filter, final_filter, guidance_scale:
-        Sampler settings; ``None`` takes the operator family's default. ``step_filter`` and
-        ``final_filter`` are the FBP windows (``"ram-lak"``, ``"shepp-logan"``, ``"cosine"``,
-        ``"hann"``) of a RadonOp's consistency steps and final replacement. ``noise_weight``
-        κ makes the consistency steps noise-aware (see
-        :class:`~scoreinv.solvers.MeasurementConsistency`; 0: off). ``guidance_max_ratio`` ρ
-        caps the guidance term at ρ times the prior score's norm (default 10; a large value
-        leaves it uncapped; see :class:`~scoreinv.solvers.GuidedScore`).
-    seed:
-        Seeds every random draw: the same seed gives the same result.
-    num_samples:
-        S ≥ 1 posterior samples per measurement.
+        The prior: a loaded model (:func:`scoreinv.load_model`), a registered name or checkpoint
+        path, or any score callable with ``.sde``. None: the registered prior for the
+        operator's modality and image size (ValueError listing them if none fits).
+    settings:
+        Sampler settings (:class:`~scoreinv.config.ReconstructionSettings` or a mapping).
+    **overrides:
+        Any field of ``ReconstructionSettings`` as a keyword (``method``, ``steps``, ``seed``,
+        ``num_samples``, ``snr``, ``weight``, ...), replacing the one in ``settings``; unset
+        fields take the operator family's default (:func:`resolve_settings`). ``seed``
+        (default 0) seeds every random draw: the same seed gives the same result.
     device:
         Where to compute; defaults to the model's device.
     item_seeds:
         Per-item randomness: one non-negative integer per item of the batch (typically its
         index in a data set). Row (item b, sample s) then draws every random number from its
-        own generator seeded with :func:`scoreinv.sde.item_seed` ``(seed, item_seeds[b], s)``,
+        own generator seeded with :func:`scoreinv.seeding.item_seed` ``(seed, item_seeds[b], s)``,
         so an item's result depends only on ``(seed, item_seeds[b], settings)``, not on the
-        other items of the batch (:func:`scoreinv.datasets.reconstruct_h5` relies on this).
+        other items of the batch (batch reconstruction relies on this).
         ``None`` (default): one generator seeded with ``seed`` drives the whole batch.
     """
     from scoreinv.sampling import prior_device
 
-    if model is None:
-        raise ValueError(
-            "pass model=...: a checkpoint path, a bundled model name, or a score callable with .sde"
-        )
-    if isinstance(model, str) or hasattr(model, "__fspath__"):
-        from scoreinv.checkpoint import load_model
-
-        model = load_model(model, device=device)
-    sde = getattr(model, "sde", None)
-    if sde is None:
-        raise ValueError("the model must carry its SDE (.sde): load it with scoreinv.load_model")
-    if int(num_samples) < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-
     tensor, from_numpy = _as_tensor(y)
-    single = _check_inputs(tensor, operator, model)
-    settings = default_settings(operator)
-    chosen = {"method": method, "steps": steps, "snr": snr, "weight": weight,
-              "final_iterations": final_iterations, "final_damping": final_damping,
-              "step_filter": step_filter, "final_filter": final_filter, "noise_weight": noise_weight,
-              "guidance_scale": guidance_scale, "guidance_max_ratio": guidance_max_ratio}
-    settings.update({key: value for key, value in chosen.items() if value is not None})
-    if settings["method"] not in METHODS:
-        raise ValueError(f"unknown method {settings['method']!r}; choose one of {list(METHODS)}")
-    if settings["method"] in ("consistency", "replacement") and not isinstance(operator, SubsampledTransformOp):
-        raise ValueError(
-            f"method {settings['method']!r} needs an operator A = Λ T with transform, inverse_transform "
-            f"and mask; {type(operator).__name__} has none: use method='guidance'"
-        )
-    settings.update(predictor=predictor, corrector=corrector, corrector_steps=corrector_steps,
-                    num_samples=int(num_samples), seed=seed)
+    batch, layout = _item_layout(tensor, operator)
+    if not torch.isfinite(batch.double()).all():
+        raise ValueError("the measurement contains NaN or inf")
+    model, operator = _prior_and_operator(model, operator, tuple(batch.shape[1:]), device)
+    resolved = resolve_settings(operator, settings, **overrides)
+    num_samples = resolved.num_samples
 
     device = torch.device(device) if device is not None else prior_device(model)
-    batch = tensor.to(device=device, dtype=torch.float32)  # the models' and operators' working type
-    if single:
-        batch = batch.unsqueeze(0)
+    batch = batch.to(device=device, dtype=torch.float32)  # the models' and operators' working type
     items = batch.shape[0]
-    repeated = batch.repeat_interleave(int(num_samples), dim=0)
-    base_seed = int(seed) if seed is not None else int(torch.seed() % 2**63)
+    repeated = batch.repeat_interleave(num_samples, dim=0)
     generator: torch.Generator | ItemGenerators
     if item_seeds is None:
         generator = torch.Generator(device=device)
-        generator.manual_seed(base_seed)
+        generator.manual_seed(resolved.seed)
     else:
         ids = [int(i) for i in item_seeds]
         if len(ids) != items:
@@ -257,21 +232,18 @@ def posterior(
         if any(i < 0 for i in ids):
             raise ValueError(f"item_seeds must be >= 0, got {min(ids)}")
         generator = ItemGenerators.from_seeds(
-            [item_seed(base_seed, i, s) for i in ids for s in range(int(num_samples))], device=device)
+            [item_seed(resolved.seed, i, s) for i in ids for s in range(num_samples)], device=device)
 
-    keys = ("weight", "final_iterations", "final_damping", "step_filter", "final_filter", "noise_weight",
-            "guidance_scale", "guidance_max_ratio")
     start = time.perf_counter()
-    result = conditional_sample(
-        model, sde, operator, repeated, method=settings["method"], steps=settings["steps"],
-        predictor=predictor, corrector=corrector, snr=settings["snr"], corrector_steps=corrector_steps,
-        generator=generator, progress=progress, **{key: settings[key] for key in keys if key in settings},
-    )
-    samples = result.samples.reshape(items, int(num_samples), *operator.in_shape)
+    result = conditional_sample(model, model.sde, operator, repeated, resolved, generator=generator,
+                                progress=progress)
+    samples = result.samples.reshape(items, num_samples, *operator.in_shape)
     mean = samples.mean(dim=1)
     std = samples.std(dim=1) if num_samples > 1 else torch.zeros_like(mean)
-    if single:
+    if layout != "batch":
         samples, mean, std = samples[0], mean[0], std[0]
+        if layout == "bare" and operator.in_shape[0] == 1:  # a bare sinogram gives a bare image
+            samples, mean, std = samples[:, 0], mean[0], std[0]
 
     def convert(value: torch.Tensor) -> Any:
         if from_numpy:
@@ -279,14 +251,15 @@ def posterior(
         return value.to(tensor.device)
 
     return Posterior(mean=convert(mean), std=convert(std), samples=convert(samples), nfe=result.nfe,
-                     seconds=time.perf_counter() - start, settings=settings)
+                     seconds=time.perf_counter() - start, settings=resolved.model_dump())
 
 
 def reconstruct(y: Any, operator: LinearOperator, model: Any = None, **options: Any) -> Any:
     """Reconstruct images from measurements ``y``; returns the same kind as ``y``.
 
-    ``scoreinv.reconstruct(sinogram, operator=RadonOp(23, image_size=64), model=prior, seed=0)``.
-    Accepts every option of :func:`posterior`; with ``num_samples > 1`` the result is
-    the posterior mean (use :func:`posterior` for the per-pixel std as well).
+    ``scoreinv.reconstruct(sinogram, operator=RadonOp(23))`` reconstructs a (23, D) sinogram
+    with the bundled CT prior into an (N, N) image, N fixed by D = ceil(N·√2). Accepts every
+    option of :func:`posterior`; with ``num_samples > 1`` the result is the posterior mean
+    (use :func:`posterior` for the per-pixel std as well).
     """
     return posterior(y, operator, model, **options).mean

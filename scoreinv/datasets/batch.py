@@ -52,8 +52,8 @@ from scoreinv.datasets.simulate import operator_from_file
 from scoreinv.distributed import World, all_ok, barrier, device_for, world
 from scoreinv.metrics import psnr as psnr_metric
 from scoreinv.metrics import ssim as ssim_metric
-from scoreinv.operators import LinearOperator, SubsampledTransformOp
-from scoreinv.reconstruct import default_settings, posterior
+from scoreinv.operators import LinearOperator
+from scoreinv.reconstruct import posterior, resolve_settings
 
 FORMAT = "scoreinv-batch"
 FORMAT_VERSION = 1
@@ -121,22 +121,6 @@ def _sha256_dataset(dataset: h5py.Dataset, rows: int = 256) -> str:
     for start in range(0, dataset.shape[0], rows):
         digest.update(np.ascontiguousarray(dataset[start:start + rows], dtype=np.float32).tobytes())
     return digest.hexdigest()
-
-
-def resolve_settings(settings: ReconstructionSettings | None, operator: LinearOperator) -> ReconstructionSettings:
-    """``settings`` with every ``None`` replaced by the operator family's default."""
-    settings = settings if settings is not None else ReconstructionSettings()
-    if not isinstance(settings, ReconstructionSettings):
-        raise ValueError(f"settings must be a ReconstructionSettings, got {type(settings).__name__}")
-    values = settings.model_dump()
-    for key, value in default_settings(operator).items():
-        if key in values and values[key] is None:
-            values[key] = value
-    resolved = ReconstructionSettings(**values)
-    if resolved.method in ("consistency", "replacement") and not isinstance(operator, SubsampledTransformOp):
-        raise ValueError(f"method {resolved.method!r} needs an operator A = Λ T (RadonOp, MaskOp, GrayscaleOp); "
-                         f"{operator.name} has none: use method='guidance'")
-    return resolved
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -335,7 +319,7 @@ def _batches(mine: list[int], done: set[int], batch_size: int) -> list[list[int]
     return [chunk for chunk in batches if chunk]
 
 
-def _posterior_rows(y: torch.Tensor, ids: list[int], job: _Input, prior: Any, options: dict[str, Any],
+def _posterior_rows(y: torch.Tensor, ids: list[int], job: _Input, prior: Any, settings: ReconstructionSettings,
                     device: torch.device | None, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior mean and std of the items ``ids``, always computed as a batch of ``width`` items.
 
@@ -350,13 +334,12 @@ def _posterior_rows(y: torch.Tensor, ids: list[int], job: _Input, prior: Any, op
     if count < width:
         y = torch.cat([y, y[:1].expand(width - count, *y.shape[1:])])
         ids = ids + [ids[0]] * (width - count)
-    result = posterior(y, job.operator, prior, device=device, progress=False, item_seeds=ids, **options)
+    result = posterior(y, job.operator, prior, settings=settings, device=device, progress=False, item_seeds=ids)
     return result.mean.detach().cpu()[:count], result.std.detach().cpu()[:count]
 
 
 def _run_items(batches: list[list[int]], job: _Input, prior: Any, settings: ReconstructionSettings, folder: Path,
                device: torch.device | None, bar: tqdm, data_range: float, width: int) -> None:
-    options = settings.model_dump()
     with h5py.File(job.path, "r") as handle:
         measurements = handle["measurements"]
         images = handle["images"] if job.has_images else None
@@ -373,7 +356,7 @@ def _run_items(batches: list[list[int]], job: _Input, prior: Any, settings: Reco
             std = np.full(shape, np.nan, dtype=np.float32)
             good = [k for k in range(count) if not failed[k]]
             if good:
-                good_mean, good_std = _posterior_rows(y[good], [chunk[k] for k in good], job, prior, options, device,
+                good_mean, good_std = _posterior_rows(y[good], [chunk[k] for k in good], job, prior, settings, device,
                                                      width)
                 mean[good], std[good] = good_mean.numpy(), good_std.numpy()
                 for k in good:
@@ -551,7 +534,7 @@ def reconstruct_h5(
     device = device_for(world_, device)
     job = _read_input(in_path)
     prior, model_record = _load_prior(model, device, job.operator)
-    resolved = resolve_settings(settings, job.operator)
+    resolved = resolve_settings(job.operator, settings)
     low, high = prior.value_range
     config = {"input": job.record, "model": model_record, "operator": job.operator_config,
               "settings": resolved.model_dump(), "metrics": {"data_range": float(high - low)},

@@ -117,6 +117,39 @@ class LinearOperator(abc.ABC):
     def name(self) -> str:
         return type(self).__name__
 
+    # --- what the reconstruction asks of an operator family -----------------------------------
+    #: The prior domain this operator's images come from ("ct", "colour"), or None for any:
+    #: ``reconstruct`` picks a bundled prior of that domain when no model is given.
+    modality: str | None = None
+    #: Names of the conditional-sampling methods (``scoreinv.solvers.METHODS``) that suit it.
+    supported_methods: tuple[str, ...] = ("guidance",)
+
+    def default_settings(self) -> dict:
+        """Sampler settings (fields of ``scoreinv.config.ReconstructionSettings``) chosen for this
+        operator family; ``reconstruct.resolve_settings`` fills every unset field from here."""
+        return {"method": "guidance", "steps": 1000, "snr": 0.16, "guidance_scale": 1.0}
+
+    def bind(self, *, image_shape: Shape | None = None, measurement_shape: Shape | None = None) -> LinearOperator:
+        """This operator for images of ``image_shape`` (C, H, W) and measurements of
+        ``measurement_shape`` (one item, without the batch dimension).
+
+        An operator built without a size (``RadonOp(23)``, ``GrayscaleOp()``) takes it from
+        either shape and returns a sized copy; a sized one returns itself. A ValueError names
+        both sizes when they disagree.
+        """
+        if image_shape is not None and tuple(image_shape) != tuple(self.in_shape):
+            raise ValueError(f"{self.name} works on images of shape {tuple(self.in_shape)}, "
+                             f"not {tuple(image_shape)}")
+        if measurement_shape is not None and tuple(measurement_shape) != tuple(self.out_shape):
+            raise ValueError(f"{self.name} produces measurements of shape {tuple(self.out_shape)}, "
+                             f"not {tuple(measurement_shape)}")
+        return self
+
+    @property
+    def measurement_ndim(self) -> int:
+        """Dimensions of one measurement item (without the batch dimension)."""
+        return len(self.out_shape)
+
     def config(self) -> dict:
         """A JSON-serialisable description (type, geometry, noise)."""
         return {"type": self.name, "in_shape": list(self.in_shape),
@@ -236,6 +269,11 @@ class SubsampledTransformOp(LinearOperator):
 
     full_shape: Shape
     mask: torch.Tensor
+    supported_methods = ("consistency", "replacement", "guidance")
+
+    def default_settings(self) -> dict:
+        return {"method": "consistency", "steps": 500, "snr": 0.16, "weight": 1.0,
+                "final_iterations": 20, "final_damping": 0.0}
 
     # to implement
     @abc.abstractmethod

@@ -37,6 +37,10 @@ class GrayscaleOp(SubsampledTransformOp):
     """
 
     matrix = _M.float()
+    modality = "colour"
+
+    def default_settings(self) -> dict:
+        return {"method": "replacement", "steps": 1000, "snr": 0.16}
 
     def __init__(self, image_size, noise_std: float = 0.0, *, noise: NoiseModel | None = None) -> None:
         hw = _image_hw(image_size)

@@ -118,6 +118,9 @@ class MaskOp(SubsampledTransformOp):
         self.mask = m.float()
         self._mask64 = m
 
+    def default_settings(self) -> dict:
+        return {"method": "replacement", "steps": 1000, "snr": 0.16}
+
     @property
     def known_fraction(self) -> float:
         """Fraction of the entries that are measured."""

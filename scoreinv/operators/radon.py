@@ -419,6 +419,23 @@ class RadonOp(SubsampledTransformOp):
     the FBP from the full views (both ram-lak unless ``filter=`` is given).
     """
 
+    modality = "ct"
+
+    def default_settings(self) -> dict:
+        """Consistency sampling; with noisy sinograms noise-aware, with smoothed FBP windows.
+
+        Song et al. 2022 tuned SNR = 0.246 for 23-view CT. With noise (measured on the bundled
+        prior, 8 held-out phantoms, 1% noise, docs/reconstruct.md): the noise-aware gain and the
+        smoother windows give 30.3 dB / SSIM 0.84 at 200 steps against 29.5 / 0.70 without;
+        guidance diverged on some items there.
+        """
+        if self.noise_std > 0:
+            return {"method": "consistency", "steps": 200, "snr": 0.246, "weight": 1.0,
+                    "final_iterations": 0, "final_damping": 0.0,
+                    "step_filter": "shepp-logan", "final_filter": "hann", "noise_weight": 0.25}
+        return {"method": "consistency", "steps": 500, "snr": 0.246, "weight": 1.0,
+                "final_iterations": 20, "final_damping": 0.0}
+
     def __init__(self, n_views: int, image_size: int, *, n_detectors: int | None = None,
                  full_views: int | None = None, projector: str = "linear", noise_std: float = 0.0,
                  noise: NoiseModel | None = None,

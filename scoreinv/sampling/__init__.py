@@ -19,6 +19,7 @@ from scoreinv.sampling.correctors import (
     LangevinCorrector,
     NoneCorrector,
     make_corrector,
+    register_corrector,
 )
 from scoreinv.sampling.ode import ode_sample
 from scoreinv.sampling.pc import Conditioning, SampleResult, default_eps, pc_sample
@@ -30,6 +31,7 @@ from scoreinv.sampling.predictors import (
     Predictor,
     ReverseDiffusionPredictor,
     make_predictor,
+    register_predictor,
 )
 from scoreinv.sde import SDE
 
@@ -123,7 +125,7 @@ def sample(
 __all__ = [
     "sample", "pc_sample", "ode_sample", "SampleResult", "Conditioning", "default_eps",
     "Predictor", "NonePredictor", "EulerMaruyamaPredictor", "ReverseDiffusionPredictor",
-    "AncestralSamplingPredictor", "PREDICTORS", "make_predictor",
+    "AncestralSamplingPredictor", "PREDICTORS", "make_predictor", "register_predictor",
     "Corrector", "NoneCorrector", "LangevinCorrector", "AnnealedLangevinCorrector",
-    "CORRECTORS", "make_corrector", "prior_device", "prior_item_shape",
+    "CORRECTORS", "make_corrector", "register_corrector", "prior_device", "prior_item_shape",
 ]

@@ -93,6 +93,14 @@ CORRECTORS: dict[str, type[Corrector]] = {
 }
 
 
+def register_corrector(cls: type[Corrector]) -> type[Corrector]:
+    """Class decorator: add a :class:`Corrector` subclass to :data:`CORRECTORS` under its ``name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} needs a non-empty name to be registered")
+    CORRECTORS[cls.name] = cls
+    return cls
+
+
 def make_corrector(name: str, sde: SDE, score_fn: ScoreFn, snr: float, n_steps: int) -> Corrector:
     """Build a corrector by name: one of :data:`CORRECTORS`."""
     if name not in CORRECTORS:

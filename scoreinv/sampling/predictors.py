@@ -116,6 +116,15 @@ PREDICTORS: dict[str, type[Predictor]] = {
 }
 
 
+def register_predictor(cls: type[Predictor]) -> type[Predictor]:
+    """Class decorator: add a :class:`Predictor` subclass to :data:`PREDICTORS` under its ``name``
+    (from outside the package too; samplers and reconstruction settings then accept the name)."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} needs a non-empty name to be registered")
+    PREDICTORS[cls.name] = cls
+    return cls
+
+
 def make_predictor(name: str, sde: SDE, score_fn: ScoreFn) -> Predictor:
     """Build a predictor by name: one of :data:`PREDICTORS`."""
     if name not in PREDICTORS:
