@@ -33,7 +33,8 @@ import torch
 from scipy.integrate import solve_ivp
 from tqdm.auto import tqdm
 
-from scoreinv.sde import SDE, standard_normal
+from scoreinv.sde import SDE
+from scoreinv.seeding import standard_normal
 
 @dataclass
 class LikelihoodResult:

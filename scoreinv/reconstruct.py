@@ -41,7 +41,7 @@ import torch
 from scoreinv.config import ReconstructionSettings
 from scoreinv.operators import LinearOperator
 from scoreinv.sampling import CORRECTORS, PREDICTORS
-from scoreinv.sde import ItemGenerators, item_seed
+from scoreinv.seeding import ItemGenerators, item_seed
 from scoreinv.solvers import conditional_sample, get_method
 
 

@@ -28,11 +28,12 @@ or operators: a *score function* is any callable ``score_fn(x, t)``.
 from __future__ import annotations
 
 import abc
-import hashlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
+
+from scoreinv.seeding import Generator, randn
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -48,90 +49,6 @@ def _check_time(x: torch.Tensor, t: torch.Tensor) -> None:
             f"t must have shape (B,) = ({x.shape[0]},) to match x of shape {tuple(x.shape)}, "
             f"got {tuple(t.shape)}"
         )
-
-
-def item_seed(seed: int, item: int, sample: int = 0, purpose: str = "posterior") -> int:
-    """The seed of one (item, sample) row: a fixed mixing of ``(purpose, seed, item, sample)``.
-
-    The first 8 bytes (little-endian) of the BLAKE2b digest (``digest_size=8``) of the text
-    ``f"scoreinv:{purpose}:{seed}:{item}:{sample}"``, with the top bit cleared (a value in
-    [0, 2**63)). A hash rather than ``seed + item`` so that neighbouring seeds do not share
-    rows (seed 0 item 1 ≠ seed 1 item 0); ``purpose`` keeps separate streams apart
-    (``"posterior"`` for the sampler, ``"simulate"`` for measurement noise).
-    """
-    for name, value in (("seed", seed), ("item", item), ("sample", sample)):
-        if int(value) < 0:
-            raise ValueError(f"item_seed: {name} must be >= 0, got {value}")
-    text = f"scoreinv:{purpose}:{int(seed)}:{int(item)}:{int(sample)}".encode()
-    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") & (2**63 - 1)
-
-
-class ItemGenerators:
-    """One ``torch.Generator`` per batch row: row b of every draw comes from generator b.
-
-    Pass it wherever a sampler takes ``generator=``: :func:`standard_normal` and
-    :meth:`SDE.prior_sampling` draw each row's ``shape[1:]`` from its own generator and stack
-    the rows. Row b's random stream then depends only on its own seed, never on which other
-    rows share the batch, which makes a reconstruction independent of how items are batched.
-    All generators live on one device (the draws happen there and are moved, as for a plain
-    generator).
-
-    >>> gens = ItemGenerators.from_seeds([item_seed(0, i) for i in range(4)])
-    >>> x_T = sde.prior_sampling((4, 1, 64, 64), generator=gens)
-    """
-
-    def __init__(self, generators: Sequence[torch.Generator]) -> None:
-        generators = list(generators)
-        if not generators:
-            raise ValueError("ItemGenerators needs at least one generator")
-        if not all(isinstance(g, torch.Generator) for g in generators):
-            raise ValueError("ItemGenerators expects torch.Generator objects")
-        devices = {g.device for g in generators}
-        if len(devices) > 1:
-            raise ValueError(f"ItemGenerators: all generators must be on one device, got {sorted(map(str, devices))}")
-        self.generators = generators
-
-    @classmethod
-    def from_seeds(cls, seeds: Sequence[int], device: torch.device | str = "cpu") -> ItemGenerators:
-        """One generator per seed, on ``device``."""
-        return cls([torch.Generator(device=device).manual_seed(int(seed)) for seed in seeds])
-
-    @property
-    def device(self) -> torch.device:
-        return self.generators[0].device
-
-    def __len__(self) -> int:
-        return len(self.generators)
-
-    def randn(self, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """N(0, I) of ``shape`` (B = ``shape[0]`` = the number of generators), on :attr:`device`."""
-        shape = tuple(int(s) for s in shape)
-        if not shape or shape[0] != len(self.generators):
-            raise ValueError(f"ItemGenerators holds {len(self.generators)} generators (one per row) "
-                             f"but the draw has shape {shape}")
-        rows = [torch.randn(shape[1:], generator=g, device=self.device, dtype=dtype) for g in self.generators]
-        return torch.stack(rows)
-
-
-Generator = torch.Generator | ItemGenerators
-
-
-def _randn(shape: Sequence[int], generator: Generator | None, device, dtype: torch.dtype) -> torch.Tensor:
-    """Draw on the generator's device (a CPU generator cannot fill a CUDA tensor)."""
-    if isinstance(generator, ItemGenerators):
-        return generator.randn(shape, dtype=dtype)
-    source = generator.device if generator is not None else device
-    return torch.randn(tuple(shape), generator=generator, device=source, dtype=dtype)
-
-
-def standard_normal(like: torch.Tensor, generator: Generator | None = None) -> torch.Tensor:
-    """z ~ N(0, I) with the shape, dtype and device of ``like``, drawn through ``generator``.
-
-    The draw happens on the generator's device and is then moved, so a CPU generator
-    drives a CUDA computation reproducibly (a CPU generator cannot fill a CUDA tensor).
-    With :class:`ItemGenerators`, row b is drawn from generator b.
-    """
-    return _randn(like.shape, generator, like.device, like.dtype).to(like.device)
 
 
 class SDE(abc.ABC):
@@ -186,7 +103,7 @@ class SDE(abc.ABC):
 
         ``generator`` may be an :class:`ItemGenerators` (row b from generator b).
         """
-        z = _randn(shape, generator, device, dtype)
+        z = randn(shape, generator, device, dtype)
         return self.prior_std * z.to(device) if device is not None else self.prior_std * z
 
     def prior_logp(self, z: torch.Tensor) -> torch.Tensor:

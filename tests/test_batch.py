@@ -23,7 +23,8 @@ from scoreinv.datasets import reconstruct_h5, simulate_h5, work_folder, write_im
 from scoreinv.gaussian import GaussianPrior
 from scoreinv.operators import GrayscaleOp, MaskOp, RadonOp
 from scoreinv.reconstruct import posterior
-from scoreinv.sde import VESDE, ItemGenerators, item_seed, standard_normal
+from scoreinv.sde import VESDE
+from scoreinv.seeding import ItemGenerators, item_seed, standard_normal
 
 SETTINGS = ReconstructionSettings(steps=3, num_samples=2, seed=5)
 

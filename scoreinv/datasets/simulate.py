@@ -3,7 +3,7 @@
 :func:`simulate_h5` copies the ``images`` of a data set file and adds ``measurements`` =
 ``operator.simulate(images)`` (forward operator plus its noise model), streaming in blocks.
 Item i's noise comes from its own generator seeded with
-``scoreinv.sde.item_seed(seed, i, 0, purpose="simulate")``, so the file does not depend on the
+``scoreinv.seeding.item_seed(seed, i, 0, purpose="simulate")``, so the file does not depend on the
 block size. The operator is stored with the data so that the file alone says how to
 reconstruct it (:func:`operator_from_h5`):
 
@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from scoreinv.datasets.hdf5 import H5Writer, _open
 from scoreinv.operators import LinearOperator, MaskOp, operator_from_config
-from scoreinv.sde import item_seed
+from scoreinv.seeding import item_seed
 
 MASK_DATASET = "operator_mask"
 

@@ -11,7 +11,8 @@ import abc
 
 import torch
 
-from scoreinv.sde import SDE, ScoreFn, VPSDE, expand_to, standard_normal
+from scoreinv.sde import SDE, ScoreFn, VPSDE, expand_to
+from scoreinv.seeding import standard_normal
 
 
 class Corrector(abc.ABC):

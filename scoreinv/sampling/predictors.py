@@ -13,7 +13,8 @@ import math
 
 import torch
 
-from scoreinv.sde import SDE, ScoreFn, SubVPSDE, VESDE, VPSDE, expand_to, standard_normal
+from scoreinv.sde import SDE, ScoreFn, SubVPSDE, VESDE, VPSDE, expand_to
+from scoreinv.seeding import standard_normal
 
 
 class Predictor(abc.ABC):

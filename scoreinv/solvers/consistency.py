@@ -42,7 +42,8 @@ import torch
 
 from scoreinv.operators import SubsampledTransformOp, least_squares
 from scoreinv.sampling.pc import Conditioning
-from scoreinv.sde import SDE, expand_to, standard_normal
+from scoreinv.sde import SDE, expand_to
+from scoreinv.seeding import standard_normal
 
 
 class MeasurementConsistency(Conditioning):
