@@ -62,6 +62,7 @@ from _machine import limit_threads, machine_line
 from scoreinv.gaussian import GaussianPrior
 from scoreinv.operators import GrayscaleOp, LinearOperator, MaskOp, RadonOp
 from scoreinv.sampling import pc_sample
+from scoreinv.reconstruct import resolve_settings
 from scoreinv.solvers import MeasurementConsistency, conditional_sample
 
 
@@ -108,9 +109,10 @@ def sample_summary(problem: Problem, row: Row, samples: int, seed: int):
         result = pc_sample(problem.prior, problem.prior.sde, shape, steps=row.steps, snr=row.snr,
                            generator=generator, conditioning=conditioning, progress=False)
     else:
-        result = conditional_sample(problem.prior, problem.prior.sde, problem.operator, repeated,
-                                    method=row.method, steps=row.steps, snr=row.snr,
-                                    generator=generator, progress=False, **row.options)
+        settings = resolve_settings(problem.operator, method=row.method, steps=row.steps, snr=row.snr,
+                                    **row.options)
+        result = conditional_sample(problem.prior, problem.prior.sde, problem.operator, repeated, settings,
+                                    generator=generator, progress=False)
     drawn = result.samples.double().reshape(items, samples, -1)
     if not torch.isfinite(drawn).all():
         raise RuntimeError(f"{problem.title}, {row.label}: non-finite samples")

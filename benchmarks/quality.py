@@ -28,7 +28,7 @@ from scoreinv.datasets.phantoms import phantoms
 from scoreinv.demo import HELD_OUT_SEED
 from scoreinv.metrics import psnr, ssim
 from scoreinv.operators import RadonOp
-from scoreinv.reconstruct import default_settings, posterior
+from scoreinv.reconstruct import posterior, resolve_settings
 
 
 def shepp_logan(size: int) -> torch.Tensor:
@@ -112,7 +112,7 @@ def main() -> None:
                                            args.tv_iterations)
                 methods[f"TV (λ={tv_weight:g}, {args.tv_iterations} it.)"] = \
                     lambda: (tv_reconstruction(operator, y, tv_weight, args.tv_iterations), 0)
-            default_steps = args.steps or default_settings(operator)["steps"]
+            default_steps = args.steps or resolve_settings(operator).steps
             scoreinv_rows = [(f"scoreinv, {default_steps} steps", default_steps, "scoreinv"),
                              (f"scoreinv fast, {args.fast_steps} steps", args.fast_steps, "fast")]
             for label, steps, key in scoreinv_rows:

@@ -43,6 +43,7 @@ from _scores import NetScore, TimedScore, convnet, median_time
 from scoreinv.operators import MaskOp, RadonOp
 from scoreinv.sampling import pc_sample
 from scoreinv.sde import VESDE
+from scoreinv.reconstruct import resolve_settings
 from scoreinv.solvers import GuidedScore, MeasurementConsistency, conditional_sample
 
 
@@ -106,8 +107,8 @@ def main() -> None:
             if method is None:
                 result = pc_sample(timed, sde, shape, steps=steps, snr=0.16, generator=generator, progress=False)
             else:
-                result = conditional_sample(timed, sde, operator, y, method=method, steps=steps, snr=0.16,
-                                            generator=generator, progress=False, **options)
+                settings = resolve_settings(operator, method=method, steps=steps, snr=0.16, **options)
+                result = conditional_sample(timed, sde, operator, y, settings, generator=generator, progress=False)
             if not torch.isfinite(result.samples).all():
                 raise RuntimeError(f"{name}: non-finite samples")
             walls.append(result.seconds)

@@ -28,7 +28,7 @@ from scoreinv.config import ModelConfig, TrainingConfig
 from scoreinv.datasets.phantoms import phantoms
 from scoreinv.models import ScoreModel
 from scoreinv.operators import RadonOp
-from scoreinv.reconstruct import default_settings, posterior
+from scoreinv.reconstruct import posterior, resolve_settings
 from scoreinv.training import train
 
 
@@ -55,7 +55,7 @@ def reconstruction_seconds_per_step(model: ScoreModel, size: int, batch: int, st
     started = time.perf_counter()
     posterior(y, operator, model, steps=steps, seed=0, progress=False)
     synchronize(device)
-    return (time.perf_counter() - started) / steps, default_settings(operator)["steps"]
+    return (time.perf_counter() - started) / steps, resolve_settings(operator).steps
 
 
 def training_steps_per_second(model: ScoreModel, size: int, batch: int, steps: int, device: torch.device) -> float:

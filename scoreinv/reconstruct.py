@@ -8,11 +8,11 @@ against the operator. The families choose (measured values in docs/reconstruct.m
 | operator                | method        | steps | λ / ζ  | final projection         |
 |-------------------------|---------------|-------|--------|--------------------------|
 | RadonOp, noiseless      | consistency   | 500   | λ = 1  | 20 CG iterations, δ = 0  |
-| RadonOp, noise_std > 0  | consistency   | 200   | λ = 1  | FBP-based replacement *  |
+| RadonOp, noise_std > 0  | consistency   | 200   | λ = 1  | FBP-based replacement (a)|
 | MaskOp, GrayscaleOp     | replacement   | 1000  | λ = 1  | exact replacement        |
 | any other operator      | guidance      | 1000  | ζ = 1  | —                        |
 
-\* noise-aware gain κ = 0.25, FBP windows shepp-logan in the steps and hann in the final step.
+(a) noise-aware gain κ = 0.25, FBP windows shepp-logan in the steps and hann in the final step.
 
 With no model given, the prior is the registered one for the operator's modality, channels and
 image size (:func:`scoreinv.checkpoint.default_prior`); an operator built without a size
