@@ -92,6 +92,10 @@ class ModelConfig(StrictModel):
     sde: SDEConfig = SDEConfig()
     unet: UNetConfig = UNetConfig()
     value_range: tuple[float, float] = Field((0.0, 1.0), description="range of the training data")
+    preconditioning: Literal["std", "edm"] = Field(
+        "std", description="std: s = UNet(x, t) / std(t); edm: Karras et al. 2022's c_skip, c_out, c_in, "
+        "c_noise around a denoiser (see scoreinv.models.ScoreModel)")
+    sigma_data: float = Field(0.5, gt=0, description="edm: the data's standard deviation σ_d")
 
     @model_validator(mode="after")
     def _range(self) -> "ModelConfig":
@@ -115,9 +119,15 @@ class TrainingConfig(StrictModel):
         True, description="EMA decay min(ema_decay, (1 + k) / (10 + k)) at step k, so the average "
         "forgets the initial weights early (with a fixed 0.999 they still weigh 0.999^k: 45% at k = 800)"
     )
-    weighting: Literal["std2", "likelihood"] = Field(
-        "std2", description="λ(t) = std(t)² (default) or g(t)² (likelihood weighting)"
+    weighting: Literal["std2", "likelihood", "edm"] = Field(
+        "std2", description="λ(t) = std(t)² (default), g(t)² (likelihood weighting), or edm: "
+        "(σ² + σ_d²)/(σ σ_d)² on the denoiser's error, σ = std/mean coefficient"
     )
+    noise_sampling: Literal["uniform", "lognormal"] = Field(
+        "uniform", description="t ~ U(eps, T), or ln σ ~ N(lognormal_mean, lognormal_std²) (Karras et al. 2022) "
+        "mapped to t, σ = std(t)/mean coefficient(t)")
+    lognormal_mean: float = Field(-1.2, description="lognormal: mean of ln σ")
+    lognormal_std: float = Field(1.2, gt=0, description="lognormal: std of ln σ")
     eps: float = Field(1e-5, gt=0, lt=1, description="smallest training time t")
     checkpoint_every: int = Field(1000, ge=1, description="write a checkpoint every K steps")
     seed: int = 0

@@ -20,6 +20,15 @@ Weightings λ(t):
   predicting the noise: every t contributes on the same scale.
 * ``"likelihood"``: λ = g(t)², the diffusion coefficient squared; with this weighting the
   loss bounds the negative log-likelihood (Song, Durkan, Murray & Ermon 2021).
+* ``"edm"``: Karras et al. (2022)'s λ(σ) = (σ² + σ_d²)/(σ σ_d)² on the denoiser's error
+  ‖D − x_0‖², σ = std(t)/m(t) and D the Tweedie estimate. Since std·s + z = (D − x_0)/σ, this is
+  the std² loss above times (σ² + σ_d²)/σ_d²: unit-scale errors of the preconditioned network at
+  every σ.
+
+Noise levels: t ~ U(eps, T) (``"uniform"``), or Karras et al.'s log-normal ln σ ~ N(P_mean,
+P_std²) mapped to t by :meth:`scoreinv.sde.SDE.time_at_noise_level` and clamped to [eps, T]
+(``"lognormal"``), which spends the training on the middle noise levels where the denoiser has
+the most to learn.
 """
 
 from __future__ import annotations
@@ -30,8 +39,9 @@ import torch
 
 from scoreinv.sde import SDE, ScoreFn, expand_to
 
-Weighting = Literal["std2", "likelihood"]
-WEIGHTINGS: tuple[str, ...] = ("std2", "likelihood")
+Weighting = Literal["std2", "likelihood", "edm"]
+WEIGHTINGS: tuple[str, ...] = ("std2", "likelihood", "edm")
+NOISE_SAMPLINGS: tuple[str, ...] = ("uniform", "lognormal")
 
 
 def _draw(
@@ -58,14 +68,24 @@ def dsm_draws(
     generator: torch.Generator | None,
     like: torch.Tensor,
     eps: float = 1e-5,
+    noise_sampling: str = "uniform",
+    lognormal: tuple[float, float] = (-1.2, 1.2),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The random draws of :func:`dsm_loss` for a batch of ``shape`` (B, ...): t, then z.
 
-    t ~ U(eps, T) has shape (B,), z ~ N(0, I) has ``shape``; both on ``like``'s device and
-    dtype. Row b of both depends only on the generator's state and ``shape``, so rows
-    ``i:j`` of a draw for the whole batch are what one slice of that batch should use.
+    t has shape (B,): t ~ U(eps, T) (``noise_sampling="uniform"``) or the time of the noise
+    level σ with ln σ ~ N(lognormal[0], lognormal[1]²), clamped to [eps, T] (``"lognormal"``);
+    z ~ N(0, I) has ``shape``; both on ``like``'s device and dtype. Row b of both depends only
+    on the generator's state and ``shape``, so rows ``i:j`` of a draw for the whole batch are
+    what one slice of that batch should use.
     """
-    t = eps + (sde.T - eps) * _draw("rand", (shape[0],), generator, like)
+    if noise_sampling == "uniform":
+        t = eps + (sde.T - eps) * _draw("rand", (shape[0],), generator, like)
+    elif noise_sampling == "lognormal":
+        log_sigma = lognormal[0] + lognormal[1] * _draw("randn", (shape[0],), generator, like)
+        t = sde.time_at_noise_level(log_sigma.double().exp()).clamp(eps, sde.T).to(like.dtype)
+    else:
+        raise ValueError(f"noise_sampling must be one of {NOISE_SAMPLINGS}, got {noise_sampling!r}")
     z = _draw("randn", tuple(shape), generator, like)
     return t, z
 
@@ -78,6 +98,7 @@ def dsm_loss(
     weighting: Weighting = "std2",
     eps: float = 1e-5,
     draws: tuple[torch.Tensor, torch.Tensor] | None = None,
+    sigma_data: float = 0.5,
 ) -> torch.Tensor:
     """Monte-Carlo denoising score-matching loss on one batch, a scalar tensor.
 
@@ -93,13 +114,15 @@ def dsm_loss(
         Source of every random draw: t ~ U(eps, T) (shape (B,)) first, then
         z ~ N(0, I) (shape of x0). ``None`` uses the global RNG.
     weighting:
-        ``"std2"`` (λ = std(t)²) or ``"likelihood"`` (λ = g(t)²).
+        ``"std2"`` (λ = std(t)²), ``"likelihood"`` (λ = g(t)²) or ``"edm"`` (see above).
     eps:
         Smallest time drawn, 0 < eps < T; std(t) vanishes (VP) or is tiny (VE) at t = 0.
     draws:
         ``(t, z)`` drawn beforehand (see :func:`dsm_draws`), t (B,) and z like x0; then
         ``generator`` is not used. Distributed training draws them for the global batch and
         gives each process its rows.
+    sigma_data:
+        σ_d of the ``"edm"`` weighting (the data's standard deviation).
 
     Returns
     -------
@@ -139,4 +162,7 @@ def dsm_loss(
     if weighting == "likelihood":
         _, diffusion = sde.sde(x_t, t)
         per_item = per_item * diffusion**2 / std**2
+    elif weighting == "edm":
+        sigma = sde.noise_level(t).to(per_item.dtype)
+        per_item = per_item * (sigma**2 + sigma_data**2) / sigma_data**2
     return per_item.mean()

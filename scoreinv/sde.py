@@ -133,6 +133,23 @@ class SDE(abc.ABC):
         """The reverse-time SDE (or probability-flow ODE) driven by ``score_fn``."""
         return ReverseSDE(self, score_fn, probability_flow)
 
+    def noise_level(self, t: torch.Tensor) -> torch.Tensor:
+        """σ(t) = std(t) / m(t): the noise of x_t / m(t) = x_0 + σ(t) z, in data units; (B,)."""
+        return self.marginal_std(t) / self.mean_coefficient(t)
+
+    def time_at_noise_level(self, sigma: torch.Tensor, iterations: int = 60) -> torch.Tensor:
+        """The t in [0, T] with :meth:`noise_level` (t) = σ (clamped to the SDE's range), by
+        bisection (σ(t) increases with t for every SDE here); same shape as ``sigma``."""
+        sigma = torch.as_tensor(sigma, dtype=torch.float64)
+        low = torch.zeros_like(sigma)
+        high = torch.full_like(sigma, float(self.T))
+        for _ in range(iterations):
+            middle = (low + high) / 2
+            above = self.noise_level(middle) >= sigma
+            high = torch.where(above, middle, high)
+            low = torch.where(above, low, middle)
+        return (low + high) / 2
+
     def tweedie(self, x: torch.Tensor, t: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
         """E[x_0 | x_t] = (x_t + std(t)² ∇ log p_t(x_t)) / m(t), exact for any data law."""
         std = expand_to(self.marginal_std(t), x)

@@ -5,7 +5,20 @@
 The perturbation kernel's score is −z / std(t) with z ~ N(0, I), so dividing by std(t) lets
 the network predict a quantity of unit scale at every t (Song et al. 2021, the
 "scale by sigma" trick) while the model's output has the scale of the true score
-∇ₓ log p_t(x). A :class:`ScoreModel` is a *prior* in the package's sense: a score callable
+∇ₓ log p_t(x).
+
+With ``preconditioning="edm"`` (Karras, Aittala, Aila & Laine 2022) the network is wrapped as
+a denoiser of x̃ = x / m(t) = x_0 + σ z, σ = std(t)/m(t), with the data's std σ_d:
+
+    D(x̃, σ) = c_skip x̃ + c_out F_θ(c_in x̃, c_noise),
+    c_skip = σ_d² / (σ² + σ_d²),  c_out = σ σ_d / √(σ² + σ_d²),  c_in = 1 / √(σ² + σ_d²),
+    c_noise = ¼ ln σ,
+
+and the score follows from Tweedie's formula, s_θ(x, t) = (m(t) D − x) / std(t)². Input and
+target of F keep unit variance at every noise level, and at small σ the skip connection carries
+the signal (D → x̃), so the network only learns the residual.
+
+A :class:`ScoreModel` is a *prior* in the package's sense: a score callable
 that carries its ``sde``, ``image_size``, ``channels``, ``value_range`` and ``config``.
 """
 
@@ -81,12 +94,22 @@ class ScoreModel(nn.Module):
             raise ValueError(f"t must be a floating tensor of times in [0, T], got dtype {t.dtype}")
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """s_θ(x, t) = UNet(x, t) / std(t); x (B, C, N, N), t (B,) -> (B, C, N, N)."""
+        """s_θ(x, t) ≈ ∇ₓ log p_t(x); x (B, C, N, N), t (B,) -> (B, C, N, N)."""
         self._check_input(x, t)
         # std in x's dtype: the output keeps the input's precision (float32 under bfloat16
         # autocast too, and not float64 when t happens to be float64).
-        std = self._sde.marginal_std(t).to(x.dtype)
-        return self.unet(x, t) / expand_to(std, x)
+        std = expand_to(self._sde.marginal_std(t).to(x.dtype), x)
+        if self._config.preconditioning == "std":
+            return self.unet(x, t) / std
+        mean = expand_to(self._sde.mean_coefficient(t).to(x.dtype), x)
+        sigma = std / mean
+        sigma_data = self._config.sigma_data
+        scale = (sigma**2 + sigma_data**2).rsqrt()
+        scaled = x / mean
+        c_noise = sigma.flatten(1)[:, 0].log() / 4
+        denoised = (sigma_data**2 * scale**2) * scaled + (sigma * sigma_data * scale) * self.unet(
+            scale * scaled, c_noise)
+        return (mean * denoised - x) / std**2
 
     def extra_repr(self) -> str:
         return f"sde={self._sde!r}, image_size={self.image_size}, channels={self.channels}"
