@@ -3,7 +3,7 @@
 One optimiser step k (k = 0, 1, …, counted over the whole run, not per call):
 
 1. take a batch x_0 (B, C, H, W) from the data (see :func:`train` for the three kinds);
-2. L = :func:`scoreinv.losses.dsm_loss` (t ~ U(eps, T), z ~ N(0, I));
+2. L = :func:`scoreinv.losses.dsm_loss` (t ~ U(eps, T) or log-normal noise levels, z ~ N(0, I));
 3. AdamW step at learning rate lr · min(1, (k + 1) / warmup_steps), gradients clipped to
    global norm ``grad_clip``;
 4. EMA update of the weights with ``ema_decay``.
@@ -411,7 +411,8 @@ def train(
 
             # (t, z) of the whole global batch from the step's seed; this rank's rows of it.
             noise = torch.Generator(device=device).manual_seed(step_seed(config.seed, step, "noise"))
-            t, z = dsm_draws(model.sde, (global_batch, *x0.shape[1:]), noise, x0, config.eps)
+            t, z = dsm_draws(model.sde, (global_batch, *x0.shape[1:]), noise, x0, config.eps, config.noise_sampling,
+                             (config.lognormal_mean, config.lognormal_std))
             draws = (t[rows], z[rows])
             # Dropout draws from the global RNG: seed it per step, inside a fork so the
             # caller's RNG state is left as it was.
@@ -424,7 +425,8 @@ def train(
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
                     # The mean over this rank's B / W rows; DDP's gradient average over the W
                     # equal shards is then the gradient of the global batch's mean.
-                    loss = dsm_loss(network, model.sde, x0, None, config.weighting, config.eps, draws=draws)
+                    loss = dsm_loss(network, model.sde, x0, None, config.weighting, config.eps, draws=draws,
+                                    sigma_data=model.config.sigma_data)
             value = _global_mean(loss, world_)
             if not math.isfinite(value):
                 bad_data = not torch.isfinite(x0).all().item()
