@@ -208,6 +208,12 @@ class ReconstructionSettings(StrictModel):
     guidance_scale: float | None = Field(None, ge=0, description="guidance ζ")
     guidance_max_ratio: float = Field(
         10.0, gt=0, description="guidance cap ρ: the guidance term at most ρ × the prior score's norm")
+    eta: float | None = Field(None, ge=0, le=1, description="decomposed: DDIM stochasticity η (0 deterministic, 1 ancestral)")
+    cg_iterations: int | None = Field(None, ge=0, description="decomposed: CG iterations of the consistency step on x̂₀")
+    damping_weight: float | None = Field(
+        None, ge=0, description="decomposed: w of the damping δ_t = w σ_y² / σ_t² of the consistency step (noisy data)")
+    time_grid: Literal["uniform", "log-sigma", "karras"] | None = Field(
+        None, description="spacing of the sampler's time points (None: uniform)")
     predictor: str = Field("reverse_diffusion", description="predictor of the PC loop")
     corrector: str = Field("langevin", description="corrector of the PC loop")
     corrector_steps: int = Field(1, ge=0, description="corrector steps per sampler step")

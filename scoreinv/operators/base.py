@@ -122,7 +122,7 @@ class LinearOperator(abc.ABC):
     #: ``reconstruct`` picks a bundled prior of that domain when no model is given.
     modality: str | None = None
     #: Names of the conditional-sampling methods (``scoreinv.solvers.METHODS``) that suit it.
-    supported_methods: tuple[str, ...] = ("guidance",)
+    supported_methods: tuple[str, ...] = ("guidance", "decomposed")
 
     def default_settings(self) -> dict:
         """Sampler settings (fields of ``scoreinv.config.ReconstructionSettings``) chosen for this
@@ -269,7 +269,7 @@ class SubsampledTransformOp(LinearOperator):
 
     full_shape: Shape
     mask: torch.Tensor
-    supported_methods = ("consistency", "replacement", "guidance")
+    supported_methods = ("consistency", "replacement", "guidance", "decomposed")
 
     def default_settings(self) -> dict:
         return {"method": "consistency", "steps": 500, "snr": 0.16, "weight": 1.0,

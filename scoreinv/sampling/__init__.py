@@ -22,10 +22,18 @@ from scoreinv.sampling.correctors import (
     register_corrector,
 )
 from scoreinv.sampling.ode import ode_sample
-from scoreinv.sampling.pc import Conditioning, SampleResult, default_eps, pc_sample
+from scoreinv.sampling.pc import (
+    TIME_GRIDS,
+    Conditioning,
+    SampleResult,
+    default_eps,
+    pc_sample,
+    sampling_times,
+)
 from scoreinv.sampling.predictors import (
     PREDICTORS,
     AncestralSamplingPredictor,
+    DDIMPredictor,
     EulerMaruyamaPredictor,
     NonePredictor,
     Predictor,
@@ -124,8 +132,9 @@ def sample(
 
 __all__ = [
     "sample", "pc_sample", "ode_sample", "SampleResult", "Conditioning", "default_eps",
+    "sampling_times", "TIME_GRIDS",
     "Predictor", "NonePredictor", "EulerMaruyamaPredictor", "ReverseDiffusionPredictor",
-    "AncestralSamplingPredictor", "PREDICTORS", "make_predictor", "register_predictor",
+    "AncestralSamplingPredictor", "DDIMPredictor", "PREDICTORS", "make_predictor", "register_predictor",
     "Corrector", "NoneCorrector", "LangevinCorrector", "AnnealedLangevinCorrector",
     "CORRECTORS", "make_corrector", "register_corrector", "prior_device", "prior_item_shape",
 ]

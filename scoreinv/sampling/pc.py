@@ -1,6 +1,7 @@
 """The predictor–corrector (PC) sampler: the one reverse-time loop of the package.
 
-Time grid: t_0 = T > t_1 > … > t_{N−1} = ε, uniform, N = ``steps``. At each t_i
+Time grid: t_0 = T > t_1 > … > t_{N−1} = ε, N = ``steps`` (:func:`sampling_times`: uniform in t
+by default, or uniform in log σ, or Karras et al.'s ρ = 7 spacing in σ). At each t_i
 the corrector runs its Langevin steps at t_i, then the predictor moves x from
 t_i to t_{i+1}. At the last time t_{N−1} = ε, instead of a predictor step, the
 final denoising step returns the Tweedie mean E[x_0 | x_ε] = (x + std(ε)² s) / m(ε)
@@ -10,14 +11,17 @@ N (predictor and final denoising) + N × corrector steps.
 Conditioning (data consistency for inverse problems) plugs into this loop
 through a :class:`Conditioning` object instead of a copy of the loop: its
 ``project`` runs after every predictor and corrector update, its ``finish``
-on the final state (after the denoising step).
+on the final state (after the denoising step), and its ``denoised`` on the
+Tweedie estimate x̂₀ of predictors that form one (the ``ddim`` predictor).
 """
 
 from __future__ import annotations
 
 import time
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from tqdm.auto import tqdm
@@ -53,11 +57,17 @@ class Conditioning:
     receives the state ``x`` after every predictor and corrector update, with the
     time ``t`` (shape (B,)) the state is now at, and returns the corrected state.
     ``finish(x)`` receives the final state (the denoised estimate of x_0 when the
-    sampler denoises) and returns the result.
+    sampler denoises) and returns the result. ``denoised(x0, t, generator)`` receives
+    the Tweedie estimate x̂₀ = E[x_0 | x_t] formed inside a predictor step from time
+    ``t`` (predictors that form one, such as ``ddim``) and returns the estimate the
+    step continues from; the other predictors never call it.
     """
 
     def project(self, x: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return x
+
+    def denoised(self, x0: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return x0
 
     def finish(self, x: torch.Tensor) -> torch.Tensor:
         return x
@@ -66,6 +76,41 @@ class Conditioning:
 def default_eps(sde: SDE) -> float:
     """score_sde's smallest sampling time: 1e-5 for VE, 1e-3 for the VP family."""
     return 1e-5 if isinstance(sde, VESDE) else 1e-3
+
+
+TimeGrid = Literal["uniform", "log-sigma", "karras"]
+TIME_GRIDS: tuple[str, ...] = ("uniform", "log-sigma", "karras")
+
+
+def sampling_times(sde: SDE, steps: int, eps: float, kind: str = "uniform",
+              device: torch.device | str | None = None) -> torch.Tensor:
+    """The N = ``steps`` time points t_0 = T > … > t_{N−1} = ε of the reverse loop (float64).
+
+    With σ(t) = std(t) / m(t) (:meth:`SDE.noise_level`, increasing in t):
+
+    * ``"uniform"``: t_i = T + i (ε − T) / (N − 1);
+    * ``"log-sigma"``: log σ(t_i) uniform between log σ(T) and log σ(ε) (geometric in σ;
+      for VE identical to uniform in t);
+    * ``"karras"``: σ(t_i)^{1/ρ} uniform between σ(T)^{1/ρ} and σ(ε)^{1/ρ}, ρ = 7 (Karras et
+      al. 2022: more points at low noise, where the detail is decided).
+
+    The non-uniform grids map σ back to t with :meth:`SDE.time_at_noise_level` (bisection),
+    so they work for any SDE whose σ(t) increases.
+    """
+    if kind not in TIME_GRIDS:
+        raise ValueError(f"unknown time grid {kind!r}; choose one of {list(TIME_GRIDS)}")
+    if kind == "uniform":
+        return torch.linspace(sde.T, eps, steps, device=device, dtype=torch.float64)
+    ends = torch.tensor([sde.T, eps], dtype=torch.float64)
+    sigma_max, sigma_min = (float(v) for v in sde.noise_level(ends))
+    if kind == "log-sigma":
+        sigmas = torch.exp(torch.linspace(math.log(sigma_max), math.log(sigma_min), steps, dtype=torch.float64))
+    else:
+        rho = 7.0
+        sigmas = torch.linspace(sigma_max ** (1 / rho), sigma_min ** (1 / rho), steps, dtype=torch.float64) ** rho
+    times = sde.time_at_noise_level(sigmas)
+    times[0], times[-1] = sde.T, eps
+    return times.to(device)
 
 
 def resolve_device(
@@ -99,6 +144,8 @@ def pc_sample(
     conditioning: Conditioning | None = None,
     dtype: torch.dtype = torch.float32,
     progress: bool = True,
+    time_grid: TimeGrid = "uniform",
+    predictor_options: dict | None = None,
 ) -> SampleResult:
     """Draw samples from the reverse SDE with a predictor–corrector scheme.
 
@@ -114,7 +161,7 @@ def pc_sample(
         N, the number of time points (≥ 2).
     predictor, corrector:
         Names: predictors ``reverse_diffusion``, ``euler_maruyama``, ``ancestral``,
-        ``none``; correctors ``langevin``, ``annealed_langevin``, ``none``.
+        ``ddim``, ``none``; correctors ``langevin``, ``annealed_langevin``, ``none``.
     snr:
         Signal-to-noise ratio r of the corrector step size.
     corrector_steps:
@@ -131,6 +178,11 @@ def pc_sample(
         Data-consistency hooks; ``None`` samples unconditionally.
     dtype:
         Floating type of the prior draw (ignored with ``x_init``).
+    time_grid:
+        Spacing of the N time points: ``"uniform"`` in t, ``"log-sigma"`` or ``"karras"``
+        (see :func:`sampling_times`).
+    predictor_options:
+        Keyword arguments of the predictor's constructor (``{"eta": 0.5}`` for ``ddim``).
 
     Returns
     -------
@@ -153,7 +205,8 @@ def pc_sample(
         evaluations += 1
         return score_fn(x, t)
 
-    step_predictor = make_predictor(predictor, sde, counted_score)
+    step_predictor = make_predictor(predictor, sde, counted_score, **(predictor_options or {}))
+    step_predictor.conditioning = conditioning
     step_corrector = make_corrector(corrector, sde, counted_score, snr, corrector_steps)
 
     start = time.perf_counter()
@@ -164,7 +217,7 @@ def pc_sample(
             x = x_init.to(device)
         else:
             x = sde.prior_sampling(shape, generator=generator, device=device, dtype=dtype)
-        times = torch.linspace(sde.T, eps, steps, device=device, dtype=torch.float64)
+        times = sampling_times(sde, steps, eps, time_grid, device)
         bar = tqdm(range(steps), desc="PC sampling", disable=not progress, leave=False)
         for i in bar:
             t = torch.full((shape[0],), float(times[i]), device=device, dtype=x.dtype)

@@ -3,7 +3,9 @@
 Each predictor has ``update(x, t, dt, generator) -> (x, x_mean)``: ``x`` is the
 new state (with noise), ``x_mean`` the same step without the noise term (what a
 final denoising step returns). ``t`` has shape (B,), ``dt > 0`` is the step size.
-Predictors see only an SDE and a score callable ``score_fn(x, t)``.
+Predictors see only an SDE and a score callable ``score_fn(x, t)``, plus the loop's
+``conditioning`` (set by :func:`scoreinv.sampling.pc_sample`), whose ``denoised`` hook a
+predictor that forms a Tweedie estimate applies to it (``ddim``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ class Predictor(abc.ABC):
     """Base class: a reverse step driven by ``score_fn`` under ``sde``."""
 
     name: str = ""
+    #: The PC loop's Conditioning (``None`` outside the loop); only ``ddim`` uses it.
+    conditioning = None
 
     def __init__(self, sde: SDE, score_fn: ScoreFn) -> None:
         self.sde = sde
@@ -111,9 +115,53 @@ class AncestralSamplingPredictor(Predictor):
         return x_mean + expand_to(torch.sqrt(beta), x) * noise, x_mean
 
 
+class DDIMPredictor(Predictor):
+    """A DDIM step (Song, Meng & Ermon 2021) in σ = std/m units, through the Tweedie estimate.
+
+    With a = m(t), s = std(t), σ = s/a at t and a', σ' at t' = t − dt, one score evaluation:
+
+        x̂₀ = (x + s² s_θ(x, t)) / a,   ε̂ = (x − a x̂₀) / s,   x̂₀ ← conditioning.denoised(x̂₀, t),
+        c = η σ' √(1 − σ'²/σ²),
+        x_mean = a' (x̂₀ + √(σ'² − c²) ε̂),   x = x_mean + a' c z.
+
+    η = 0 is the deterministic DDIM step (the probability-flow ODE's exponential
+    integrator), η = 1 the ancestral step (VE: SMLD's; VP: DDPM's posterior variance). Written
+    with m and std only, it serves VE, VP and sub-VP alike. ε̂ is taken from the estimate
+    before ``denoised`` changes it, so a data-consistency hook moves the clean part only.
+    """
+
+    name = "ddim"
+
+    def __init__(self, sde: SDE, score_fn: ScoreFn, eta: float = 1.0) -> None:
+        eta = float(eta)
+        if not 0.0 <= eta <= 1.0:
+            raise ValueError(f"the ddim predictor's eta must lie in [0, 1], got {eta}")
+        super().__init__(sde, score_fn)
+        self.eta = eta
+
+    def update(self, x, t, dt, generator=None):
+        score = self.score_fn(x, t)
+        mean, std = self.sde.mean_coefficient(t), self.sde.marginal_std(t)
+        x0 = self.sde.tweedie(x, t, score)
+        noise_estimate = (x - expand_to(mean, x) * x0) / expand_to(std, x)
+        if self.conditioning is not None:
+            x0 = self.conditioning.denoised(x0, t, generator)
+        t_next = t - dt
+        mean_next, std_next = self.sde.mean_coefficient(t_next), self.sde.marginal_std(t_next)
+        sigma, sigma_next = std / mean, std_next / mean_next
+        spread = self.eta * sigma_next * torch.sqrt((1 - (sigma_next / sigma) ** 2).clamp_min(0))
+        kept = torch.sqrt((sigma_next**2 - spread**2).clamp_min(0))
+        x_mean = expand_to(mean_next, x) * (x0 + expand_to(kept, x) * noise_estimate)
+        if self.eta == 0.0:
+            return x_mean, x_mean
+        noise = standard_normal(x, generator)
+        return x_mean + expand_to(mean_next * spread, x) * noise, x_mean
+
+
 PREDICTORS: dict[str, type[Predictor]] = {
     cls.name: cls
-    for cls in (NonePredictor, EulerMaruyamaPredictor, ReverseDiffusionPredictor, AncestralSamplingPredictor)
+    for cls in (NonePredictor, EulerMaruyamaPredictor, ReverseDiffusionPredictor, AncestralSamplingPredictor,
+                DDIMPredictor)
 }
 
 
@@ -126,8 +174,9 @@ def register_predictor(cls: type[Predictor]) -> type[Predictor]:
     return cls
 
 
-def make_predictor(name: str, sde: SDE, score_fn: ScoreFn) -> Predictor:
-    """Build a predictor by name: one of :data:`PREDICTORS`."""
+def make_predictor(name: str, sde: SDE, score_fn: ScoreFn, **options) -> Predictor:
+    """Build a predictor by name: one of :data:`PREDICTORS`; ``options`` go to its constructor
+    (``eta`` of ``ddim``)."""
     if name not in PREDICTORS:
         raise ValueError(f"unknown predictor {name!r}; choose one of {sorted(PREDICTORS)}")
-    return PREDICTORS[name](sde, score_fn)
+    return PREDICTORS[name](sde, score_fn, **options)

@@ -14,8 +14,10 @@ import torch
 from scoreinv.config import ReconstructionSettings
 from scoreinv.sampling.pc import SampleResult
 from scoreinv.sde import SDE, ScoreFn
+from scoreinv.solvers import decomposed as _decomposed  # noqa: F401  (registers "decomposed")
 from scoreinv.solvers import methods as _builtin_methods  # noqa: F401  (registers the built-in methods)
 from scoreinv.solvers.consistency import MeasurementConsistency
+from scoreinv.solvers.decomposed import DecomposedConsistency
 from scoreinv.solvers.guidance import GuidedScore
 from scoreinv.solvers.registry import METHODS, Method, get_method, register_method
 
@@ -58,5 +60,5 @@ def conditional_sample(
     return method.sample(score_fn, sde, operator, y, settings, generator=generator, eps=eps, progress=progress)
 
 
-__all__ = ["conditional_sample", "MeasurementConsistency", "GuidedScore", "METHODS", "Method",
+__all__ = ["conditional_sample", "MeasurementConsistency", "DecomposedConsistency", "GuidedScore", "METHODS", "Method",
            "register_method", "get_method"]

@@ -68,6 +68,7 @@ class Method(abc.ABC):
             predictor=settings.predictor, corrector=settings.corrector, snr=settings.snr,
             corrector_steps=settings.corrector_steps, eps=eps, generator=generator, device=y.device,
             conditioning=conditioning, dtype=y.dtype, progress=progress,
+            time_grid=settings.time_grid or "uniform",
         )
 
 
