@@ -1,0 +1,648 @@
+"""Procedural axial CT slices of the head, thorax and abdomen, in Hounsfield units.
+
+:func:`anatomy_phantoms` draws ``(n, 1, size, size)`` float32 images in [0, 1] under the
+package's CT convention (:mod:`scoreinv.datasets.hounsfield`: HU window [−1000, 2000]).
+Unlike the piecewise-constant :func:`~scoreinv.datasets.phantoms.chest_phantoms`, every tissue
+is drawn at its own HU (``TISSUE_HU``) with the variation real slices show:
+
+* **Outlines**: body, head and organs are deformed ellipses (random low-order Fourier
+  perturbations of the radius), with per-image size, aspect ratio, position and tilt.
+* **Layers**: skin, subcutaneous fat and muscle of the body wall; scalp, outer table, diploë
+  and inner table of the skull; cortical shells around cancellous bone (vertebrae, ribs,
+  sternum, scapulae).
+* **Texture**: each organ's HU varies smoothly across it (low-frequency fields, a few HU
+  to 15 HU) with a fine parenchymal texture on top; lung parenchyma is mottled and denser
+  posteriorly (dependent lung); cancellous bone is a trabecular network (bone fraction
+  15–35%) thresholded from noise at twice the resolution and averaged down.
+* **Vessel trees**: branching, tapering trees from the hila into the lungs and from the
+  porta hepatis into the liver, plus vessel cross-sections scattered in the lungs; the
+  heart, aorta, vena cava and (head) falx. One image in three is contrast-enhanced.
+* **Partial volume**: shapes are thresholded on a grid ``supersample`` (4) times finer
+  than the output and averaged down, so an edge pixel holds the mixture of the tissues it
+  covers; vessels and straight edges use their exact box-filtered coverage.
+
+Regions (``region``): ``"head"`` (a brain slice at the level of the lateral ventricles:
+scalp, skull, grey and white matter, sulci, ventricles, thalami, falx), ``"thorax"`` (body
+wall, lungs with vessel trees, heart or the upper mediastinum with trachea and aortic arch,
+aorta, spine, ribs, sternum, scapulae, a patient table) and ``"abdomen"`` (liver with
+vessels, spleen, kidneys, stomach and bowel loops with gas, fluid and air-fluid levels, aorta,
+vena cava, psoas and paraspinal muscles, spine, lower ribs, gallbladder, liver lesions).
+
+Geometry is in normalised coordinates u, v ∈ [−1, 1] (v pointing up = anterior; the
+patient's right on the image's left, as CT is displayed). A seed fixes the images: all
+geometry is drawn from the ``torch.Generator`` in blocks of a fixed number of images, so the
+same seed draws the same anatomy at any size; the pixel-scale textures (fine texture,
+trabeculae) are drawn from a generator seeded from it and depend on the size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from scoreinv.datasets.hounsfield import HU_WINDOW, TISSUE_HU
+
+REGIONS: tuple[str, ...] = ("head", "thorax", "abdomen")
+"""The body regions :func:`anatomy_phantoms` draws."""
+
+LABELS: tuple[str, ...] = (
+    "air", "fat", "muscle", "soft_tissue", "lung", "vessel", "heart", "liver", "spleen", "kidney",
+    "bowel", "cancellous_bone", "cortical_bone", "csf", "grey_matter", "white_matter", "skin", "table",
+)
+"""Tissue labels of ``return_labels=True``: label k is ``LABELS[k]`` (the tissue covering
+most of the pixel, or the last drawn one where several are half-covered)."""
+
+_LABEL = {name: index for index, name in enumerate(LABELS)}
+_SIDES = torch.tensor([[-1.0, 1.0]])  # (1, 2): the patient's right and left, as image u
+_BLOCK = 16  # images drawn together: fixed, so the geometry a seed draws does not depend on the size
+
+
+def _hu(name: str) -> float:
+    return TISSUE_HU[name][0]
+
+
+def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel-centre coordinates u (right) and v (up) in [−1, 1], each (size, size)."""
+    centres = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2 - 1
+    v, u = torch.meshgrid(-centres, centres, indexing="ij")
+    return u, v
+
+
+def _binomial_blur(x: torch.Tensor, passes: int = 1) -> torch.Tensor:
+    kernel = torch.tensor([0.25, 0.5, 0.25])
+    for _ in range(passes):
+        x = F.conv2d(F.pad(x, (1, 1, 0, 0), mode="replicate"), kernel.reshape(1, 1, 1, 3))
+        x = F.conv2d(F.pad(x, (0, 0, 1, 1), mode="replicate"), kernel.reshape(1, 1, 3, 1))
+    return x
+
+
+def _standardise(x: torch.Tensor) -> torch.Tensor:
+    flat = x.flatten(1)
+    return (x - flat.mean(1).view(-1, 1, 1, 1)) / flat.std(1).clamp_min(1e-6).view(-1, 1, 1, 1)
+
+
+class _Canvas:
+    """One block of images under construction, in HU, with its coordinate grids and textures.
+
+    ``hu`` and ``labels`` are at the output size N. Shapes are described by *level functions*
+    (< 1 inside, ≈ the normalised radius) evaluated at the pixel centres; :meth:`covers`
+    upsamples them bilinearly to the ``supersample``·N grid, thresholds there and averages
+    down to a coverage fraction in [0, 1] per output pixel.
+    """
+
+    def __init__(self, n: int, size: int, supersample: int, generator: torch.Generator) -> None:
+        self.n, self.size, self.supersample = n, size, supersample
+        self.generator = generator
+        # the pixel-scale textures come from their own stream so that the geometry does not depend on the size
+        texture = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+        self.pixel = 2.0 / size
+        # per-image pose: a small rotation and shift of the whole patient
+        angle = self.uniform(-0.12, 0.12)
+        shift_u, shift_v = self.uniform(-0.04, 0.04), self.uniform(-0.04, 0.04)
+        self.image_u, self.image_v = _grid(size)
+        self.u, self.v = self._pose(self.image_u, self.image_v, angle, shift_u, shift_v)
+        # size-independent smooth fields (fixed coarse grids, so the same at any size)
+        self.low = _standardise(F.interpolate(torch.randn((n, 3, 5, 5), generator=generator), size=(size, size),
+                                              mode="bicubic", align_corners=False))
+        self.mid = _standardise(F.interpolate(torch.randn((n, 1, 24, 24), generator=generator), size=(size, size),
+                                              mode="bicubic", align_corners=False))
+        self.enhanced = torch.rand(n, generator=generator) < 1 / 3
+        # pixel-scale texture and the trabecular network (bone fraction per pixel), from the texture stream
+        self.fine = _standardise(_binomial_blur(torch.randn((n, 1, size, size), generator=texture)))
+        trabecular_noise = _standardise(_binomial_blur(torch.randn((n, 1, 2 * size, 2 * size), generator=texture)))
+        fraction = 0.15 + 0.2 * torch.rand(n, generator=texture)  # bone volume fraction of cancellous bone
+        threshold = torch.special.ndtri(1 - fraction).view(-1, 1, 1, 1)  # the noise is standard normal
+        self.trabecular = F.avg_pool2d((trabecular_noise > threshold).float(), 2)
+        self._weights = _subpixel_weights(supersample)
+        self.hu = torch.full((n, 1, size, size), _hu("air"))
+        self.labels = torch.zeros((n, 1, size, size), dtype=torch.long)
+
+    @staticmethod
+    def _pose(u, v, angle, shift_u, shift_v):
+        cos, sin = torch.cos(angle).view(-1, 1, 1, 1), torch.sin(angle).view(-1, 1, 1, 1)
+        du, dv = u[None, None] - shift_u.view(-1, 1, 1, 1), v[None, None] - shift_v.view(-1, 1, 1, 1)
+        return du * cos + dv * sin, -du * sin + dv * cos
+
+    # random draws (geometry: from the block's generator)
+    def uniform(self, low: float, high: float, *shape: int) -> torch.Tensor:
+        return low + (high - low) * torch.rand((self.n, *shape), generator=self.generator)
+
+    def normal(self, *shape: int) -> torch.Tensor:
+        return torch.randn((self.n, *shape), generator=self.generator)
+
+    def chance(self, p: float, *shape: int) -> torch.Tensor:
+        return torch.rand((self.n, *shape), generator=self.generator) < p
+
+    # shapes
+    def level(self, cu, cv, au, av, angle=0.0, wobble=0.0, harmonics: int = 4) -> torch.Tensor:
+        """The union of K deformed ellipses: min over K of ρ / r(θ), ``(n, 1, 2N, 2N)``.
+
+        Parameters are ``(n,)`` or ``(n, K)`` tensors or floats; ``wobble`` scales random
+        radial harmonics 2…harmonics+1 (amplitude ``wobble / k``).
+        """
+        params = [torch.as_tensor(p, dtype=torch.float32) for p in (cu, cv, au, av, angle, wobble)]
+        k = max((p.shape[1] if p.ndim == 2 else 1) for p in params)
+        params = [p.reshape(self.n, -1).expand(self.n, k) if p.ndim else p.expand(self.n, k) for p in params]
+        cu, cv, au, av, angle, wobble = params
+        orders = torch.arange(2, harmonics + 2, dtype=torch.float32)
+        amplitude = wobble[..., None] * self.normal(k, harmonics) / orders
+        phase = self.uniform(0, 2 * math.pi, k, harmonics)
+        alpha, beta = amplitude * torch.cos(phase), amplitude * torch.sin(phase)
+        result = None
+        for j in range(k):
+            du = self.u - cu[:, j].view(-1, 1, 1, 1)
+            dv = self.v - cv[:, j].view(-1, 1, 1, 1)
+            cos, sin = torch.cos(angle[:, j]).view(-1, 1, 1, 1), torch.sin(angle[:, j]).view(-1, 1, 1, 1)
+            x = (du * cos + dv * sin) / au[:, j].view(-1, 1, 1, 1)
+            y = (-du * sin + dv * cos) / av[:, j].view(-1, 1, 1, 1)
+            rho = torch.sqrt(x * x + y * y)
+            level = rho
+            if harmonics and bool((wobble[:, j] != 0).any()):
+                # r(θ) = 1 + Σ_k a_k cos(kθ − φ_k), with cos kθ, sin kθ from powers of (x + iy)/ρ
+                c1, s1 = x / rho.clamp_min(1e-9), y / rho.clamp_min(1e-9)
+                ck, sk = c1, s1
+                radius = torch.ones_like(rho)
+                for h in range(harmonics):
+                    ck, sk = ck * c1 - sk * s1, sk * c1 + ck * s1
+                    radius = radius + alpha[:, j, h].view(-1, 1, 1, 1) * ck + beta[:, j, h].view(-1, 1, 1, 1) * sk
+                level = rho / radius.clamp_min(0.3)
+            result = level if result is None else torch.minimum(result, level)
+        return result
+
+    def covers(self, level: torch.Tensor, *thresholds) -> list[torch.Tensor]:
+        """Coverage fractions ``(n, 1, N, N)`` of ``level < t`` for each threshold (float or ``(n,)``).
+
+        The level function is upsampled bilinearly to the ``supersample`` times finer grid,
+        thresholded there and averaged over each output pixel. Only pixels whose 3×3
+        neighbourhood straddles the threshold can be partly covered (a bilinear value is a
+        convex combination of its neighbours), so only those are supersampled; the result is
+        the same as upsampling the whole image.
+        """
+        n, size = level.shape[0], level.shape[-1]
+        # (n, 9, N·N): the 3×3 neighbourhood of every pixel, edges replicated as bilinear upsampling does
+        neighbours = F.unfold(F.pad(level, (1, 1, 1, 1), mode="replicate"), 3)
+        lowest, highest = neighbours.amin(1).view_as(level), neighbours.amax(1).view_as(level)
+        out = []
+        for t in thresholds:
+            t = torch.as_tensor(t, dtype=torch.float32).reshape(-1).expand(n)
+            column = t.view(-1, 1, 1, 1)
+            coverage = (level < column).float()
+            b, _, i, j = ((lowest < column) & (highest >= column)).nonzero(as_tuple=True)
+            if b.numel():
+                fine = neighbours[b, :, i * size + j] @ self._weights.T  # (m, supersample²) sub-pixel levels
+                coverage = coverage.index_put((b, torch.zeros_like(b), i, j), (fine < t[b, None]).float().mean(1))
+            out.append(coverage)
+        return out
+
+    def cover(self, level: torch.Tensor, threshold=1.0) -> torch.Tensor:
+        return self.covers(level, threshold)[0]
+
+    def segments(self, x0, y0, x1, y1, radius) -> torch.Tensor:
+        """Coverage of the union of K capsules (segments with a radius), ``(n, K)`` parameters.
+
+        Each pixel's coverage is the exact box-filtered coverage of a strip of half-width
+        ``radius`` at the pixel centre's distance from the segment, so vessels thinner than a
+        pixel keep their partial volume.
+        """
+        h = self.pixel
+        result = torch.zeros(self.n, 1, self.size, self.size)
+        for j in range(x0.shape[1]):
+            ax, ay = x0[:, j].view(-1, 1, 1, 1), y0[:, j].view(-1, 1, 1, 1)
+            ex, ey = (x1[:, j] - x0[:, j]).view(-1, 1, 1, 1), (y1[:, j] - y0[:, j]).view(-1, 1, 1, 1)
+            r = radius[:, j].view(-1, 1, 1, 1)
+            du, dv = self.u - ax, self.v - ay
+            t = ((du * ex + dv * ey) / (ex * ex + ey * ey).clamp_min(1e-12)).clamp(0, 1)
+            d = torch.sqrt((du - t * ex) ** 2 + (dv - t * ey) ** 2)
+            covered = (torch.minimum(d + r, torch.full_like(d, h / 2)) - torch.maximum(d - r, torch.full_like(d, -h / 2)))
+            result = torch.maximum(result, (covered / h).clamp(0, 1))
+        return result
+
+    def half_plane(self, v0, above: bool = True, image_frame: bool = True) -> torch.Tensor:
+        """Coverage of ``v > v0`` (or ``v < v0``) with exact partial volume at the line."""
+        v = self.image_v[None, None] if image_frame else self.v
+        signed = (v - torch.as_tensor(v0).view(-1, 1, 1, 1)) / self.pixel
+        return (signed + 0.5).clamp(0, 1) if above else (0.5 - signed).clamp(0, 1)
+
+    # intensities
+    def value(self, hu, low: float | torch.Tensor = 0.0, fine: float | torch.Tensor = 0.0,
+              mid: float | torch.Tensor = 0.0, field: int = 0) -> torch.Tensor:
+        """A tissue's HU field: ``hu`` (float or ``(n,)``) plus smooth (``low``), mid-scale and fine texture."""
+        def column(x):
+            return torch.as_tensor(x, dtype=torch.float32).reshape(-1, 1, 1, 1)
+
+        return (column(hu) + column(low) * self.low[:, field:field + 1] + column(mid) * self.mid
+                + column(fine) * self.fine)
+
+    def paint(self, coverage: torch.Tensor, value, label: str) -> None:
+        """Lay a tissue over what is there: ``hu ← hu + coverage · (value − hu)``."""
+        value = value if torch.is_tensor(value) and value.ndim == 4 else self.value(value)
+        self.hu = self.hu + coverage * (value - self.hu)
+        self.labels = torch.where(coverage > 0.5, _LABEL[label], self.labels)
+
+    def tissue(self, name: str, spread: float = 1.0) -> torch.Tensor:
+        """A per-image HU drawn uniformly within ``TISSUE_HU[name]`` (its range scaled by ``spread``)."""
+        typical, low, high = TISSUE_HU[name]
+        return typical + spread * (low - typical + (high - low) * self.uniform(0, 1))
+
+    def blood(self) -> torch.Tensor:
+        """Blood HU: unenhanced, or 150–300 HU where the image is contrast-enhanced."""
+        return torch.where(self.enhanced, self.uniform(150, 300), self.tissue("blood"))
+
+    def cancellous(self) -> torch.Tensor:
+        """Trabecular bone: marrow (−30…+60 HU) and bone (+1100…+1400 HU) mixed by the trabecular network."""
+        marrow, bone = self.uniform(-30, 60), self.uniform(1100, 1400)
+        return (marrow.view(-1, 1, 1, 1) + (bone - marrow).view(-1, 1, 1, 1) * self.trabecular
+                + 8 * self.fine)
+
+    def bone(self, level: torch.Tensor, shell: float | torch.Tensor) -> None:
+        """Cortical shell (``level < 1``) around cancellous bone (``level < 1 − shell``)."""
+        outer, inner = self.covers(level, 1.0, 1 - torch.as_tensor(shell))
+        self.paint(outer, self.tissue("cortical_bone", 0.8).view(-1, 1, 1, 1) + 30 * self.fine, "cortical_bone")
+        self.paint(inner, self.cancellous(), "cancellous_bone")
+
+    def tree(self, root_u, root_v, direction, length, radius, depth: int, spread=(0.35, 0.7)):
+        """A branching vessel tree per root: ``(n, R)`` roots and directions -> segment tensors ``(n, K)``."""
+        x0s, y0s, x1s, y1s, radii = [], [], [], [], []
+        u, v, a, ell, r = root_u, root_v, direction, length, radius
+        for _ in range(depth):
+            a = a + 0.15 * self.normal(*a.shape[1:])
+            x1, y1 = u + ell * torch.cos(a), v + ell * torch.sin(a)
+            x0s.append(u), y0s.append(v), x1s.append(x1), y1s.append(y1), radii.append(r)
+            turn = self.uniform(*spread, *a.shape[1:])
+            u, v = torch.cat([x1, x1], 1), torch.cat([y1, y1], 1)
+            a = torch.cat([a + turn, a - turn * self.uniform(0.6, 1.2, *a.shape[1:])], 1)
+            ell = torch.cat([ell, ell], 1) * self.uniform(0.55, 0.85, 2 * ell.shape[1])
+            r = torch.cat([r, r], 1) * self.uniform(0.6, 0.8, 2 * r.shape[1])
+        return (torch.cat(x0s, 1), torch.cat(y0s, 1), torch.cat(x1s, 1), torch.cat(y1s, 1), torch.cat(radii, 1))
+
+
+def _subpixel_weights(factor: int) -> torch.Tensor:
+    """``(factor², 9)``: bilinear weights (``align_corners=False``) of a pixel's 3×3 neighbourhood
+    at the centres of its ``factor × factor`` sub-pixels, row-major like ``F.unfold``."""
+    offsets = (torch.arange(factor, dtype=torch.float32) + 0.5) / factor - 0.5  # in pixels, from the centre
+    weights = torch.zeros(factor, 3)
+    weights[:, 0] = (-offsets).clamp_min(0)
+    weights[:, 1] = 1 - offsets.abs()
+    weights[:, 2] = offsets.clamp_min(0)
+    return (weights[:, None, :, None] * weights[None, :, None, :]).reshape(factor * factor, 9)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# body wall, spine and ribs (thorax and abdomen)
+
+
+def _trunk(c: _Canvas, width: tuple[float, float], depth: tuple[float, float], fat: tuple[float, float],
+           cavity_hu: torch.Tensor, cavity_mottle: float = 0.0) -> dict[str, torch.Tensor]:
+    """Skin, subcutaneous fat, muscle wall and the inner cavity; returns the body's geometry."""
+    au, av = c.uniform(*width), c.uniform(*depth)
+    cv = c.uniform(-0.06, 0.02)
+    fat_t, muscle_t = c.uniform(*fat), c.uniform(0.04, 0.08)
+    body = c.level(0.0, cv, au, av, c.uniform(-0.05, 0.05), wobble=0.05)
+    # a flatter back: the posterior half of the body is pressed onto the table
+    skin, subcutaneous, wall, cavity = c.covers(body, 1.0, 0.985, 1 - fat_t, 1 - fat_t - muscle_t)
+    c.paint(skin, c.value(c.tissue("soft_tissue"), fine=5), "skin")
+    c.paint(subcutaneous, c.value(c.tissue("fat"), low=8, fine=6, field=1), "fat")
+    c.paint(wall, c.value(c.tissue("muscle"), low=5, fine=6, field=2), "muscle")
+    c.paint(cavity, c.value(cavity_hu, low=10, mid=cavity_mottle, fine=6, field=1), "fat")
+    inner = 1 - fat_t - muscle_t
+    return {"au": au, "av": av, "cv": cv, "inner": inner, "cavity": cavity, "fat_t": fat_t}
+
+
+def _spine(c: _Canvas, body: dict[str, torch.Tensor], scale: torch.Tensor) -> torch.Tensor:
+    """Paraspinal muscles, vertebral body, posterior elements and the spinal canal; returns the body's v."""
+    spine_v = body["cv"] - body["av"] * c.uniform(0.45, 0.55)
+    # paraspinal muscles behind the transverse processes
+    muscles = c.level(_SIDES * scale.view(-1, 1) * 0.12 * torch.ones(c.n, 2)
+                      * c.uniform(0.9, 1.1, 1), (spine_v - 0.15 * scale).view(-1, 1).expand(c.n, 2),
+                      0.1 * scale.view(-1, 1) * c.uniform(0.8, 1.1, 2), 0.075 * scale.view(-1, 1) * c.uniform(0.8, 1.1, 2),
+                      c.uniform(-0.3, 0.3, 2), wobble=0.06)
+    c.paint(c.cover(muscles), c.value(c.tissue("muscle"), low=4, fine=6, field=2), "muscle")
+    # posterior arch (laminae), spinous and transverse processes
+    canal_v = spine_v - 0.13 * scale
+    arch_u = torch.stack([torch.zeros(c.n), torch.zeros(c.n), -0.09 * scale, 0.09 * scale], 1)
+    arch_v = torch.stack([canal_v - 0.02 * scale, canal_v - 0.1 * scale, canal_v + 0.01 * scale,
+                          canal_v + 0.01 * scale], 1)
+    arch_au = torch.stack([0.075 * scale, 0.018 * scale, 0.06 * scale, 0.06 * scale], 1)
+    arch_av = torch.stack([0.06 * scale, 0.05 * scale, 0.018 * scale, 0.018 * scale], 1)
+    arch = c.level(arch_u, arch_v, arch_au, arch_av, torch.stack([torch.zeros(c.n), torch.zeros(c.n),
+                                                                  c.uniform(0.1, 0.4), -c.uniform(0.1, 0.4)], 1))
+    c.bone(arch, 0.45)
+    vertebra = c.level(c.uniform(-0.01, 0.01), spine_v, scale * c.uniform(0.095, 0.115),
+                       scale * c.uniform(0.08, 0.095), 0.0, wobble=0.04)
+    c.bone(vertebra, c.uniform(0.1, 0.16))
+    canal = c.level(0.0, canal_v, 0.045 * scale, 0.04 * scale, 0.0, wobble=0.05)
+    c.paint(c.cover(canal), c.value(c.uniform(15, 30), fine=3), "csf")
+    return spine_v
+
+
+def _ribs(c: _Canvas, body: dict[str, torch.Tensor], count: int, arc: tuple[float, float], present: float,
+          scale: torch.Tensor) -> None:
+    """Ribs along the inner body wall, at polar angles within ``arc`` on both sides (0 = patient's left)."""
+    phase = torch.linspace(arc[0], arc[1], count)[None] + c.uniform(-0.06, 0.06, count)
+    phase = torch.cat([phase, math.pi - phase], 1)
+    radius = body["inner"].view(-1, 1) + c.uniform(0.0, 0.04, 2 * count)
+    ru = radius * body["au"].view(-1, 1) * torch.cos(phase)
+    rv = body["cv"].view(-1, 1) + radius * body["av"].view(-1, 1) * torch.sin(phase)
+    keep = c.chance(present, 2 * count)
+    size_u = torch.where(keep, c.uniform(0.035, 0.05, 2 * count), torch.full((c.n, 2 * count), 1e-4)) * scale.view(-1, 1)
+    size_v = torch.where(keep, c.uniform(0.016, 0.024, 2 * count), torch.full((c.n, 2 * count), 1e-4)) * scale.view(-1, 1)
+    tangent = torch.atan2(body["av"].view(-1, 1) * torch.cos(phase), -body["au"].view(-1, 1) * torch.sin(phase))
+    c.bone(c.level(ru, rv, size_u, size_v, tangent, wobble=0.05), 0.4)
+
+
+def _table(c: _Canvas, body: dict[str, torch.Tensor]) -> None:
+    """The patient table under the back (in the image frame), in one image of two."""
+    top = body["cv"] - body["av"] - c.uniform(0.03, 0.08)
+    present = c.chance(0.5).float().view(-1, 1, 1, 1)
+    thickness = c.uniform(0.025, 0.04)
+    slab = c.half_plane(top, above=False) * c.half_plane(top - thickness, above=True)
+    slab = slab * (c.image_u.abs() < 0.8).float()[None, None] * present
+    c.paint(slab, c.value(c.uniform(-300, -100), fine=10), "table")
+    for edge in (top, top - thickness):
+        skin = (c.half_plane(edge + 0.004, above=False) * c.half_plane(edge - 0.004, above=True)
+                * (c.image_u.abs() < 0.8).float()[None, None] * present)
+        c.paint(skin, c.value(c.uniform(200, 500)), "table")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# regions
+
+
+def _head(c: _Canvas) -> None:
+    au, av, cv = c.uniform(0.56, 0.7), c.uniform(0.72, 0.86), c.uniform(-0.04, 0.04)
+    head = c.level(0.0, cv, au, av, 0.0, wobble=0.04)
+    scalp_t, outer_t, diploe_t, inner_t = (c.uniform(0.04, 0.07), c.uniform(0.015, 0.025), c.uniform(0.02, 0.05),
+                                           c.uniform(0.015, 0.025))
+    skull = 1 - scalp_t
+    brain = skull - outer_t - diploe_t - inner_t
+    csf_t = c.uniform(0.01, 0.03)
+    scalp, outer, diploe, inner, space, cortex = c.covers(head, 1.0, skull, skull - outer_t, skull - outer_t - diploe_t,
+                                                          brain, brain - csf_t)
+    c.paint(scalp, c.value(c.uniform(-40, 40), fine=8), "skin")
+    c.paint(outer, c.tissue("cortical_bone", 0.8).view(-1, 1, 1, 1) + 30 * c.fine, "cortical_bone")
+    c.paint(diploe, c.cancellous(), "cancellous_bone")
+    c.paint(inner, c.tissue("cortical_bone", 0.8).view(-1, 1, 1, 1) + 30 * c.fine, "cortical_bone")
+    c.paint(space, c.value(c.tissue("csf"), fine=2), "csf")
+    c.paint(cortex, c.value(c.tissue("grey_matter"), low=2, fine=2.5), "grey_matter")
+    # sulci: CSF clefts in the outer band of the cortex where the mid-scale field is high
+    band = cortex * (1 - c.cover(head, (brain - csf_t) * c.uniform(0.8, 0.88)))
+    sulci = band * torch.sigmoid((c.mid - c.uniform(0.6, 1.2).view(-1, 1, 1, 1)) * 4)
+    c.paint(sulci, c.value(c.tissue("csf"), fine=2), "csf")
+    # white matter: a lobulated inner region
+    brain_au, brain_av = au * (brain - csf_t), av * (brain - csf_t)
+    white = c.level(0.0, cv + c.uniform(-0.02, 0.03), brain_au * c.uniform(0.68, 0.78), brain_av * c.uniform(0.7, 0.8),
+                    0.0, wobble=0.12, harmonics=6)
+    c.paint(c.cover(white), c.value(c.tissue("white_matter"), low=2, fine=2, field=1), "white_matter")
+    # thalami and basal ganglia: deep grey matter either side of the midline
+    deep = c.level(_SIDES * c.uniform(0.07, 0.1, 1) * au.view(-1, 1) / 0.63,
+                   (cv - 0.06 * av / 0.8 + c.uniform(-0.02, 0.02)).view(-1, 1).expand(c.n, 2),
+                   c.uniform(0.05, 0.07, 2), c.uniform(0.07, 0.1, 2), c.uniform(-0.3, 0.3, 2), wobble=0.05)
+    c.paint(c.cover(deep) * c.chance(0.7).float().view(-1, 1, 1, 1), c.value(c.tissue("grey_matter"), fine=2),
+            "grey_matter")
+    # lateral ventricles (frontal horns closer to the midline) and the third ventricle
+    spread, tilt = c.uniform(0.06, 0.1), c.uniform(0.15, 0.4)
+    length, width = c.uniform(0.14, 0.26), c.uniform(0.03, 0.065)
+    ventricle_v = cv + c.uniform(0.0, 0.08)
+    ventricles = c.level(torch.stack([-spread, spread, torch.zeros(c.n)], 1),
+                         torch.stack([ventricle_v, ventricle_v, ventricle_v - length * 0.7], 1),
+                         torch.stack([width, width, 0.012 + 0 * width], 1),
+                         torch.stack([length, length, length * 0.35], 1),
+                         torch.stack([-tilt, tilt, torch.zeros(c.n)], 1), wobble=0.08)
+    c.paint(c.cover(ventricles), c.value(c.tissue("csf"), fine=2), "csf")
+    # the falx: a thin dense line in the midline, in front of and behind the ventricles
+    top, bottom = cv + av * brain, cv - av * brain
+    falx = c.segments(torch.zeros(c.n, 2), torch.stack([top, ventricle_v - length - 0.05], 1),
+                      torch.stack([c.uniform(-0.01, 0.01), c.uniform(-0.01, 0.01)], 1),
+                      torch.stack([ventricle_v + length + 0.02, bottom], 1), c.uniform(0.003, 0.007, 2))
+    c.paint(falx * c.cover(head, brain), c.value(c.uniform(60, 90)), "soft_tissue")
+
+
+def _thorax(c: _Canvas) -> None:
+    upper = c.chance(0.35)  # an upper slice: trachea and aortic arch instead of the heart
+    body = _trunk(c, (0.8, 0.93), (0.52, 0.66), (0.03, 0.1), c.uniform(-100, -40))
+    au, av, cv = body["au"], body["av"], body["cv"]
+    scale = au / 0.86
+    # lungs: dependent (posterior) parenchyma is denser, the whole is mottled
+    lung_u = au.view(-1, 1) * torch.stack([-c.uniform(0.36, 0.44), c.uniform(0.36, 0.44)], 1)
+    lung_v = (cv + av * c.uniform(0.0, 0.12)).view(-1, 1) + c.uniform(-0.03, 0.03, 2)
+    lung_au = au.view(-1, 1) * c.uniform(0.27, 0.34, 2) * torch.where(upper, 0.85, 1.0).view(-1, 1)
+    lung_av = av.view(-1, 1) * c.uniform(0.6, 0.72, 2)
+    lungs = c.level(lung_u, lung_v, lung_au, lung_av, c.uniform(-0.25, 0.25, 2), wobble=0.08)
+    lung_cover = c.cover(lungs)
+    gradient = (cv.view(-1, 1, 1, 1) - c.v) / av.view(-1, 1, 1, 1)  # +1 at the back, -1 at the front
+    parenchyma = c.value(c.tissue("lung", 0.5), low=15, mid=25, fine=20, field=2) + 50 * gradient.clamp(-1, 1)
+    c.paint(lung_cover, parenchyma, "lung")
+    # vessel trees from each hilum, and vessel cross-sections scattered in the lungs
+    roots = 3
+    hilum_u = (lung_u * 0.55).repeat_interleave(roots, 1)
+    hilum_v = lung_v.repeat_interleave(roots, 1) + c.uniform(-0.1, 0.1, 2 * roots)
+    outward = torch.where(hilum_u < 0, math.pi, 0.0) + c.uniform(-1.2, 1.2, 2 * roots)
+    tree = c.tree(hilum_u, hilum_v, outward, c.uniform(0.08, 0.14, 2 * roots), c.uniform(0.012, 0.022, 2 * roots), 3)
+    dots_u = lung_u.repeat_interleave(8, 1) + lung_au.repeat_interleave(8, 1) * c.uniform(-0.9, 0.9, 16)
+    dots_v = lung_v.repeat_interleave(8, 1) + lung_av.repeat_interleave(8, 1) * c.uniform(-0.9, 0.9, 16)
+    vessels = torch.maximum(c.segments(*tree), c.segments(dots_u, dots_v, dots_u, dots_v, c.uniform(0.004, 0.012, 16)))
+    c.paint(vessels * lung_cover, c.value(c.blood() * 0.85, fine=10), "vessel")
+    # the heart (lower slices), or trachea and aortic arch (upper slices)
+    heart = c.level(au * c.uniform(0.02, 0.14), cv + av * c.uniform(0.05, 0.3), au * c.uniform(0.22, 0.3),
+                    av * c.uniform(0.32, 0.45), c.uniform(-0.7, -0.2), wobble=0.06)
+    pericardium, myocardium, chambers = c.covers(heart, 1.0, 0.93, c.uniform(0.6, 0.75))
+    lower = (~upper).float().view(-1, 1, 1, 1)
+    c.paint(pericardium * lower, c.value(c.tissue("fat"), fine=6), "fat")
+    c.paint(myocardium * lower, c.value(c.tissue("muscle"), low=4, fine=5), "heart")
+    c.paint(chambers * lower * c.enhanced.float().view(-1, 1, 1, 1), c.value(c.blood(), fine=8), "vessel")
+    spine_guess = cv - av * 0.5
+    arch = c.level(torch.stack([-c.uniform(0.05, 0.1), c.uniform(0.06, 0.12)], 1) * scale.view(-1, 1),
+                   torch.stack([cv + av * c.uniform(0.15, 0.3), spine_guess + c.uniform(0.14, 0.2) * scale], 1),
+                   c.uniform(0.05, 0.075, 2) * scale.view(-1, 1), c.uniform(0.05, 0.075, 2) * scale.view(-1, 1),
+                   0.0, wobble=0.03)
+    descending = c.level(c.uniform(0.06, 0.12) * scale, spine_guess + c.uniform(0.14, 0.2) * scale,
+                         c.uniform(0.05, 0.065) * scale, c.uniform(0.05, 0.065) * scale, 0.0, wobble=0.03)
+    aorta = torch.where(upper.view(-1, 1, 1, 1), arch, descending)
+    c.paint(c.cover(aorta), c.value(c.blood(), fine=6), "vessel")
+    trachea = c.level(c.uniform(-0.02, 0.02), cv + av * c.uniform(0.0, 0.15), c.uniform(0.045, 0.065) * scale,
+                      c.uniform(0.04, 0.06) * scale, 0.0, wobble=0.05)
+    wall, lumen = c.covers(trachea, 1.0, 0.78)
+    c.paint(wall * upper.float().view(-1, 1, 1, 1), c.value(c.tissue("soft_tissue"), fine=5), "soft_tissue")
+    c.paint(lumen * upper.float().view(-1, 1, 1, 1), c.value(-1000.0), "air")
+    # bones: spine, ribs, sternum, scapulae (upper slices)
+    _spine(c, body, scale)
+    _ribs(c, body, 6, (0.25, 1.35), 0.85, scale)
+    _ribs(c, body, 3, (-1.25, -0.45), 0.85, scale)
+    sternum = c.level(c.uniform(-0.01, 0.01), cv + av * (body["inner"] + 0.01), c.uniform(0.045, 0.06) * scale,
+                      c.uniform(0.022, 0.03) * scale, 0.0, wobble=0.05)
+    c.bone(sternum, 0.35)
+    scapulae = c.level(au.view(-1, 1) * torch.stack([-c.uniform(0.6, 0.7), c.uniform(0.6, 0.7)], 1),
+                       (cv - av * c.uniform(0.55, 0.65)).view(-1, 1) + c.uniform(-0.03, 0.03, 2),
+                       c.uniform(0.13, 0.18, 2) * scale.view(-1, 1), c.uniform(0.018, 0.026, 2) * scale.view(-1, 1),
+                       torch.stack([c.uniform(0.3, 0.6), -c.uniform(0.3, 0.6)], 1), wobble=0.05)
+    outer, inner = c.covers(scapulae, 1.0, 0.5)
+    present = (upper | c.chance(0.3)).float().view(-1, 1, 1, 1)
+    c.paint(outer * present, c.tissue("cortical_bone", 0.8).view(-1, 1, 1, 1) + 30 * c.fine, "cortical_bone")
+    c.paint(inner * present, c.cancellous(), "cancellous_bone")
+    _table(c, body)
+
+
+def _abdomen(c: _Canvas) -> None:
+    # the cavity: mesenteric fat mottled with collapsed bowel and vessels
+    body = _trunk(c, (0.8, 0.95), (0.56, 0.72), (0.05, 0.18), c.uniform(-80, -30), cavity_mottle=25.0)
+    au, av, cv, cavity = body["au"], body["av"], body["cv"], body["cavity"]
+    scale = au / 0.88
+    enhanced = c.enhanced.float()
+    spine_v = cv - av * c.uniform(0.45, 0.55)
+    # psoas muscles beside the vertebral body
+    psoas = c.level(_SIDES * (0.15 * scale).view(-1, 1) * c.uniform(0.9, 1.1, 2),
+                    (spine_v + 0.02 * scale).view(-1, 1) + c.uniform(-0.02, 0.02, 2),
+                    c.uniform(0.045, 0.07, 2) * scale.view(-1, 1), c.uniform(0.055, 0.08, 2) * scale.view(-1, 1),
+                    c.uniform(-0.4, 0.4, 2), wobble=0.05)
+    c.paint(c.cover(psoas), c.value(c.tissue("muscle"), low=4, fine=6, field=2), "muscle")
+    # liver (patient's right = image left) with its vessels and, sometimes, a lesion
+    liver_u, liver_v = -au * c.uniform(0.32, 0.45), cv + av * c.uniform(0.0, 0.2)
+    liver_au, liver_av = au * c.uniform(0.36, 0.5), av * c.uniform(0.45, 0.62)
+    liver = c.level(liver_u, liver_v, liver_au, liver_av, c.uniform(-0.5, 0.3), wobble=0.1)
+    liver_cover = c.cover(liver) * cavity * c.chance(0.9).float().view(-1, 1, 1, 1)
+    liver_hu = c.tissue("liver") + enhanced * c.uniform(40, 80)
+    c.paint(liver_cover, c.value(liver_hu, low=6, fine=5), "liver")
+    roots = 3
+    tree = c.tree((liver_u + liver_au * 0.45).view(-1, 1).expand(c.n, roots).contiguous(),
+                  (liver_v - liver_av * 0.2).view(-1, 1) + c.uniform(-0.05, 0.05, roots),
+                  math.pi + c.uniform(-1.3, 1.3, roots), c.uniform(0.1, 0.16, roots), c.uniform(0.012, 0.02, roots), 3)
+    vessel_hu = torch.where(c.enhanced, c.uniform(150, 220), liver_hu - c.uniform(15, 30))
+    c.paint(c.segments(*tree) * liver_cover, c.value(vessel_hu, fine=5), "vessel")
+    lesion = c.level(liver_u + liver_au * c.uniform(-0.5, 0.3), liver_v + liver_av * c.uniform(-0.5, 0.5),
+                     c.uniform(0.02, 0.06), c.uniform(0.02, 0.06), c.uniform(0, math.pi), wobble=0.1)
+    c.paint(c.cover(lesion) * liver_cover * c.chance(0.25).float().view(-1, 1, 1, 1),
+            c.value(c.uniform(0, 35), fine=4), "soft_tissue")
+    gallbladder = c.level(liver_u + liver_au * c.uniform(0.2, 0.5), liver_v - liver_av * c.uniform(0.3, 0.6),
+                          c.uniform(0.04, 0.07), c.uniform(0.06, 0.1), c.uniform(-0.5, 0.5), wobble=0.05)
+    c.paint(c.cover(gallbladder) * cavity * c.chance(0.3).float().view(-1, 1, 1, 1), c.value(c.tissue("csf"), fine=3),
+            "soft_tissue")
+    # spleen (image right, posterior)
+    spleen = c.level(au * c.uniform(0.5, 0.62), cv - av * c.uniform(0.05, 0.3), au * c.uniform(0.1, 0.16),
+                     av * c.uniform(0.25, 0.38), c.uniform(0.2, 0.7), wobble=0.08)
+    spleen_hu = c.tissue("spleen") + enhanced * c.uniform(50, 90)
+    c.paint(c.cover(spleen) * cavity * c.chance(0.7).float().view(-1, 1, 1, 1), c.value(spleen_hu, low=4, fine=5),
+            "spleen")
+    # kidneys with their sinus fat, either side of the spine
+    kidney_u = _SIDES * (scale * c.uniform(0.26, 0.34)).view(-1, 1)
+    kidney_v = (spine_v + scale * c.uniform(0.05, 0.14)).view(-1, 1) + c.uniform(-0.03, 0.03, 2)
+    kidney_angle = _SIDES * c.uniform(0.2, 0.6, 2)
+    kidneys = c.level(kidney_u, kidney_v, c.uniform(0.075, 0.1, 2) * scale.view(-1, 1),
+                      c.uniform(0.11, 0.15, 2) * scale.view(-1, 1), kidney_angle, wobble=0.05)
+    sinus = c.level(kidney_u * 0.85, kidney_v, c.uniform(0.025, 0.04, 2) * scale.view(-1, 1),
+                    c.uniform(0.04, 0.06, 2) * scale.view(-1, 1), kidney_angle, wobble=0.1)
+    present = c.chance(0.8).float().view(-1, 1, 1, 1)
+    kidney_hu = c.tissue("kidney") + enhanced * c.uniform(100, 170)
+    c.paint(c.cover(kidneys) * present, c.value(kidney_hu, low=4, fine=5), "kidney")
+    c.paint(c.cover(sinus) * present, c.value(c.uniform(-90, -30), fine=6), "fat")
+    # aorta and inferior vena cava in front of the spine
+    aorta = c.level(c.uniform(0.02, 0.07) * scale, spine_v + c.uniform(0.14, 0.18) * scale,
+                    c.uniform(0.035, 0.05) * scale, c.uniform(0.035, 0.05) * scale, 0.0, wobble=0.03)
+    cava = c.level(-c.uniform(0.08, 0.13) * scale, spine_v + c.uniform(0.16, 0.22) * scale,
+                   c.uniform(0.04, 0.055) * scale, c.uniform(0.025, 0.04) * scale, c.uniform(-0.3, 0.3), wobble=0.05)
+    c.paint(c.cover(aorta), c.value(c.blood(), fine=5), "vessel")
+    c.paint(c.cover(cava), c.value(torch.where(c.enhanced, c.uniform(100, 180), c.tissue("blood")), fine=5), "vessel")
+    # stomach and bowel loops: a wall around gas, fluid, mottled content or an air-fluid level
+    loops = 9
+    for j in range(loops):
+        big = j == 0  # the stomach, under the left hemidiaphragm
+        cu = au * (c.uniform(0.15, 0.45) if big else c.uniform(-0.55, 0.55))
+        cv_loop = cv + av * (c.uniform(0.05, 0.4) if big else c.uniform(-0.15, 0.6))
+        radius = c.uniform(0.1, 0.18) if big else c.uniform(0.04, 0.09)
+        loop = c.level(cu, cv_loop, radius * c.uniform(0.8, 1.2), radius * c.uniform(0.8, 1.2), c.uniform(0, math.pi),
+                       wobble=0.12)
+        wall, content = c.covers(loop, 1.0, c.uniform(0.7, 0.85))
+        present = (c.chance(0.6 if big else 0.75).float().view(-1, 1, 1, 1)) * cavity
+        c.paint(wall * present, c.value(c.tissue("soft_tissue"), fine=5), "bowel")
+        kind = c.uniform(0, 1).view(-1, 1, 1, 1)
+        gas_level = c.half_plane(cv_loop + radius * c.uniform(-0.4, 0.5))  # gas floats anteriorly (up)
+        fluid = c.value(c.uniform(0, 25), fine=5)
+        mottled = fluid - 900 * torch.sigmoid((c.mid - c.uniform(0.0, 0.8).view(-1, 1, 1, 1)) * 5)
+        level_content = fluid + (-1000 - fluid) * gas_level
+        content_hu = torch.where(kind < 0.3, torch.full_like(fluid, -1000.0),
+                                 torch.where(kind < 0.55, fluid, torch.where(kind < 0.8, mottled, level_content)))
+        c.paint(content * present, content_hu, "bowel")
+    _spine(c, body, scale)
+    _ribs(c, body, 3, (0.4, 1.0), 0.6, scale)
+    _ribs(c, body, 2, (-0.9, -0.5), 0.5, scale)
+    _table(c, body)
+
+
+_REGION_DRAW = {"head": _head, "thorax": _thorax, "abdomen": _abdomen}
+
+
+def _region_list(n: int, region: str | Sequence[str] | None) -> list[str]:
+    if region is None:
+        region = REGIONS
+    if isinstance(region, str):
+        region = (region,)
+    region = tuple(region)
+    unknown = [r for r in region if r not in REGIONS]
+    if unknown or not region:
+        raise ValueError(f"unknown region {unknown[0] if unknown else region!r}; choose from {list(REGIONS)}")
+    return [region[i % len(region)] for i in range(n)]
+
+
+def anatomy_phantoms(
+    n: int,
+    size: int,
+    generator: torch.Generator | int | None = None,
+    region: str | Sequence[str] | None = None,
+    *,
+    supersample: int = 4,
+    return_labels: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """``n`` procedural axial CT slices, ``(n, 1, size, size)`` float32 in [0, 1].
+
+    Parameters
+    ----------
+    n : int
+        Number of images (``>= 0``).
+    size : int
+        Height = width in pixels (``>= 16``).
+    generator : torch.Generator or int, optional
+        A CPU ``torch.Generator``, or a seed for one (default: seed 0). The same seed gives
+        the same images; the geometry does not depend on ``size``.
+    region : str or sequence of str, optional
+        ``"head"``, ``"thorax"``, ``"abdomen"`` or a sequence of them; item ``i`` is of
+        ``regions[i % len(regions)]``. Default: all three in turn.
+    supersample : int, optional
+        Shapes are thresholded on a grid this many times finer and averaged down (partial
+        volume); an even number >= 2, default 4.
+    return_labels : bool, optional
+        Also return ``(n, 1, size, size)`` int64 tissue labels (indices into ``LABELS``).
+
+    Returns
+    -------
+    torch.Tensor or (torch.Tensor, torch.Tensor)
+        The images, values ``hu_to_unit(HU)`` under ``HU_WINDOW`` = (−1000, 2000) HU; with
+        ``return_labels`` also the labels.
+
+    Raises
+    ------
+    ValueError
+        For ``n < 0``, ``size < 16``, an odd or small ``supersample`` or an unknown region.
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if size < 16:
+        raise ValueError(f"size must be >= 16 pixels for anatomy phantoms, got {size}")
+    if supersample < 2 or supersample % 2:
+        raise ValueError(f"supersample must be an even number >= 2, got {supersample}")
+    if generator is None or isinstance(generator, int):
+        generator = torch.Generator().manual_seed(0 if generator is None else int(generator))
+    regions = _region_list(n, region)
+    low, high = HU_WINDOW
+    images = torch.zeros(n, 1, size, size)
+    labels = torch.zeros(n, 1, size, size, dtype=torch.long)
+    for name in REGIONS:
+        indices = [i for i, r in enumerate(regions) if r == name]
+        for start in range(0, len(indices), _BLOCK):
+            block = indices[start:start + _BLOCK]
+            canvas = _Canvas(len(block), size, supersample, generator)
+            _REGION_DRAW[name](canvas)
+            images[block] = ((canvas.hu - low) / (high - low)).clamp(0, 1)
+            labels[block] = canvas.labels
+    return (images, labels) if return_labels else images
