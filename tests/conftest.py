@@ -12,3 +12,72 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+# --- the one registry of operators ----------------------------------------------------------------
+# Every operator test iterates these (fixture ``operator_case``): small sizes, each family, sized,
+# bound from an unsized operator, noisy and composed. Import by name: ``from conftest import
+# OPERATOR_CASES``.
+
+class OperatorCase:
+    """A named operator of the registry; ``unsized`` is the operator it was bound from (or None)."""
+
+    def __init__(self, name: str, build):
+        self.name = name
+        self._build = build
+        self._built = None
+
+    def _make(self):
+        if self._built is None:
+            self._built = self._build()
+        return self._built
+
+    @property
+    def operator(self):
+        return self._make()[0]
+
+    @property
+    def unsized(self):
+        return self._make()[1]
+
+    def __repr__(self) -> str:
+        return f"OperatorCase({self.name})"
+
+
+def _operator_cases():
+    from scoreinv.operators import GrayscaleOp, MaskOp, RadonOp
+
+    def seeded(seed):
+        return torch.Generator().manual_seed(seed)
+
+    def sized(op):
+        return op, None
+
+    def bound(unsized, **shapes):
+        return unsized.bind(**shapes), unsized
+
+    builders = {
+        "radon": lambda: sized(RadonOp(8, 16)),
+        "radon-noisy": lambda: sized(RadonOp(8, 16, noise_std=0.05, fbp_filter="hann")),
+        "radon-strip": lambda: sized(RadonOp(5, 7, projector="strip", full_views=10)),
+        "radon-bound": lambda: bound(RadonOp(4), measurement_shape=(1, 4, 12)),  # ceil(8√2) = 12
+        "mask-boxes": lambda: sized(MaskOp(image_size=8, channels=3, boxes=[(1, 2, 3, 4), (6, 0, 5, 2)])),
+        "mask-explicit": lambda: sized(MaskOp(torch.rand(2, 7, 5, generator=seeded(3)) > 0.4, channels=2)),
+        "mask-fraction": lambda: sized(MaskOp(image_size=(6, 9), channels=3, fraction=0.3, generator=seeded(4),
+                                              noise_std=0.02)),
+        "grayscale": lambda: sized(GrayscaleOp(6, noise_std=0.01)),
+        "grayscale-bound": lambda: bound(GrayscaleOp(), image_shape=(3, 5, 7)),
+        "composed-radon-mask": lambda: sized(RadonOp(3, 6) @ MaskOp(image_size=6, boxes=[(0, 0, 2, 6)])),
+        "composed-mask-gray": lambda: sized(MaskOp(image_size=6, fraction=0.5, generator=seeded(5))
+                                            @ GrayscaleOp(6)),
+    }
+    return [OperatorCase(name, build) for name, build in builders.items()]
+
+
+OPERATOR_CASES = _operator_cases()
+
+
+@pytest.fixture(params=OPERATOR_CASES, ids=[case.name for case in OPERATOR_CASES])
+def operator_case(request) -> OperatorCase:
+    """One operator of the shared registry (``.name``, ``.operator``, ``.unsized``)."""
+    return request.param

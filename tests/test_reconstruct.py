@@ -131,7 +131,7 @@ def test_fbp_windows_reach_the_consistency_steps_and_other_operators_refuse_them
     assert smooth.settings["step_filter"] == "hann"
     mask = MaskOp(image_size=16, fraction=0.5, generator=torch.Generator().manual_seed(0))
     x = prior.sample(1, torch.Generator().manual_seed(1))
-    with pytest.raises(ValueError, match="applies to RadonOp only"):
+    with pytest.raises(ValueError, match="which MaskOp cannot use: MaskOp has no option 'fbp_filter'"):
         posterior(mask(x), mask, prior, steps=2, step_filter="hann", progress=False)
     with pytest.raises(ValueError, match="final_filter"):
         posterior(y, operator, prior, steps=2, final_filter="gauss", progress=False)

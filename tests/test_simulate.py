@@ -67,9 +67,13 @@ def test_the_seed_chooses_the_noise(tmp_path):
 
 
 def test_a_mask_needs_its_mask_back():
+    """The configuration carries the mask (packed); one written without it needs the mask given."""
     operator = OPERATORS["mask-fraction"]()
+    assert torch.equal(operator_from_config(operator.config()).mask, operator.mask)
+    written_before = {k: v for k, v in operator.config().items() if k not in ("mask_packed", "mask_shape")}
     with pytest.raises(ValueError, match="cannot be rebuilt from its configuration alone"):
-        operator_from_config(operator.config())
+        operator_from_config(written_before)
+    assert torch.equal(operator_from_config(written_before, mask=operator.mask.numpy()).mask, operator.mask)
     with pytest.raises(ValueError, match="mask_sha256 differs"):
         operator_from_config(operator.config(), mask=1 - operator.mask)
     assert torch.equal(operator_from_config(operator.config(), mask=operator.mask).mask, operator.mask)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import math
+from collections import OrderedDict
 from typing import Any
 
 import torch
@@ -54,12 +55,22 @@ def _items(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return values.reshape(values.shape[0], *([1] * (like.dim() - 1)))
 
 
+#: Bound copies an operator without a size keeps (one per size met).
+_BOUND_COPIES = 16
+
+
 class LinearOperator(abc.ABC):
     """A linear map A from ``(B, *in_shape)`` to ``(B, *out_shape)`` with a noise model.
 
     Subclasses implement ``_forward`` and ``_adjoint`` on already-validated input
     (and may override ``_pinv``). The public methods validate the input shape and
     reject NaN/inf with a ValueError.
+
+    An operator may be built without a size (``RadonOp(23)``, ``GrayscaleOp()``: pass
+    ``None`` shapes to this constructor): :meth:`bind` then gives the sized copy for given
+    image or measurement shapes, and calling it on data binds it to the data's shape (the
+    bound copies are kept, one per size). Its ``in_shape`` / ``out_shape`` raise a
+    ValueError until then.
 
     Attributes
     ----------
@@ -70,11 +81,127 @@ class LinearOperator(abc.ABC):
         :class:`~scoreinv.operators.PoissonNoise`) or None for noiseless data.
     """
 
-    def __init__(self, in_shape: Shape, out_shape: Shape, noise=None) -> None:
-        self.in_shape = tuple(int(s) for s in in_shape)
-        self.out_shape = tuple(int(s) for s in out_shape)
+    def __init__(self, in_shape: Shape | None, out_shape: Shape | None, noise=None) -> None:
+        self._in_shape = None if in_shape is None else tuple(int(s) for s in in_shape)
+        self._out_shape = None if out_shape is None else tuple(int(s) for s in out_shape)
         self.noise = noise
         self._device_cache: dict[tuple, torch.Tensor] = {}
+        self._bound: OrderedDict[Any, LinearOperator] = OrderedDict()
+
+    # --- size -----------------------------------------------------------------------------------
+    @property
+    def is_sized(self) -> bool:
+        """Whether the operator knows its shapes (False for ``RadonOp(23)`` until bound)."""
+        return self._in_shape is not None
+
+    def _unsized_error(self, what: str) -> ValueError:
+        return ValueError(f"{self.name} has no image size yet, so no {what}: pass image_size=... "
+                          "or bind it (op.bind(image_shape=..., measurement_shape=...); calling it on "
+                          "data binds it to the data's shape)")
+
+    @property
+    def in_shape(self) -> Shape:
+        """Per-item shape of the images, e.g. (1, N, N)."""
+        if self._in_shape is None:
+            raise self._unsized_error("in_shape")
+        return self._in_shape
+
+    @property
+    def out_shape(self) -> Shape:
+        """Per-item shape of the measurements, e.g. (1, n_views, n_detectors)."""
+        if self._out_shape is None:
+            raise self._unsized_error("out_shape")
+        return self._out_shape
+
+    def _bound_copy(self, key: Any, **size_options) -> LinearOperator:
+        """The copy of this operator with ``size_options`` set, made once per ``key`` and kept."""
+        copy = self._bound.get(key)
+        if copy is None:
+            copy = self.with_options(**size_options)
+            self._bound[key] = copy
+            while len(self._bound) > _BOUND_COPIES:
+                self._bound.popitem(last=False)
+        else:
+            self._bound.move_to_end(key)
+        return copy
+
+    def _bind_full(self, shape: Shape) -> LinearOperator:
+        """The operator bound to full-transform items of ``shape`` (subsampled transforms)."""
+        raise self._unsized_error("full_shape")
+
+    def _taking(self, t: Any, role: str) -> LinearOperator:
+        """The operator that takes ``t`` as its ``role`` ("image", "measurement", "full"):
+        itself when sized, else its copy bound to the shape of ``t`` (B, C, H, W)."""
+        if self._in_shape is not None:
+            return self
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{self.name} expects a torch.Tensor of shape (B, C, H, W), got {type(t).__name__}")
+        if t.dim() != 4:
+            hint = " (add a leading batch dimension)" if t.dim() == 3 else ""
+            raise ValueError(f"{self.name} expects a batch of shape (B, C, H, W), got {tuple(t.shape)}{hint}")
+        shape = tuple(t.shape[1:])
+        if role == "image":
+            return self.bind(image_shape=shape)
+        if role == "measurement":
+            return self.bind(measurement_shape=shape)
+        return self._bind_full(shape)
+
+    # --- options --------------------------------------------------------------------------------
+    def _options(self) -> dict[str, Any]:
+        """The constructor's keyword arguments that rebuild this operator (for :meth:`with_options`)."""
+        return {}
+
+    def _merge_options(self, current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+        merged = {**current, **changes}
+        # noise_std= and noise= describe the same thing: setting one clears the other
+        if "noise_std" in changes and "noise" not in changes and "noise" in merged:
+            merged["noise"] = None
+        if "noise" in changes and "noise_std" not in changes and "noise_std" in merged:
+            merged["noise_std"] = 0.0
+        return merged
+
+    def _share_from(self, other: LinearOperator, changes: dict[str, Any]) -> None:
+        """Take over what ``other`` (the operator this one was copied from) has built and still fits."""
+
+    def with_options(self, **options: Any) -> LinearOperator:
+        """A copy of this operator with some constructor options changed.
+
+        ``radon.with_options(fbp_filter="hann")`` is the same geometry with another FBP window;
+        the copy shares what is already built (system matrices, caches) where it still fits.
+
+        Parameters
+        ----------
+        **options:
+            Keyword arguments of the operator's constructor (``noise_std``, ``fbp_filter``, ...).
+
+        Returns
+        -------
+        LinearOperator
+            A new operator of the same type (the operator itself when no option is given).
+
+        Raises
+        ------
+        ValueError
+            Naming the operator and the option when it has no such option (or when the
+            constructor refuses the new value).
+        """
+        if not options:
+            return self
+        current = self._options()
+        unknown = [name for name in options if name not in current]
+        if unknown:
+            known = ", ".join(current) if current else "none"
+            raise ValueError(f"{self.name} has no option {unknown[0]!r} (its options: {known})")
+        copy = type(self)(**self._merge_options(current, options))
+        copy._share_from(self, options)
+        return copy
+
+    def __getstate__(self) -> dict:
+        # Pickles carry the description, not per-device copies or bound copies.
+        state = self.__dict__.copy()
+        state["_device_cache"] = {}
+        state["_bound"] = OrderedDict()
+        return state
 
     # --- to implement -------------------------------------------------------------------------
     @abc.abstractmethod
@@ -89,19 +216,22 @@ class LinearOperator(abc.ABC):
     # --- public -------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """A x: ``(B, *in_shape)`` -> ``(B, *out_shape)``."""
-        return self._forward(validate(x, self.in_shape, f"{self.name}.forward"))
+        op = self._taking(x, "image")
+        return op._forward(validate(x, op.in_shape, f"{op.name}.forward"))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
         """Aᵀ y: ``(B, *out_shape)`` -> ``(B, *in_shape)``."""
-        return self._adjoint(validate(y, self.out_shape, f"{self.name}.adjoint"))
+        op = self._taking(y, "measurement")
+        return op._adjoint(validate(y, op.out_shape, f"{op.name}.adjoint"))
 
     def pinv(self, y: torch.Tensor) -> torch.Tensor:
         """An approximate inverse of A (zero filling, FBP, ...): ``(B, *out_shape)`` ->
         ``(B, *in_shape)``. The base class runs 20 CG iterations on the normal equations."""
-        return self._pinv(validate(y, self.out_shape, f"{self.name}.pinv"))
+        op = self._taking(y, "measurement")
+        return op._pinv(validate(y, op.out_shape, f"{op.name}.pinv"))
 
     @property
     def noise_std(self) -> float:
@@ -130,12 +260,28 @@ class LinearOperator(abc.ABC):
         return {"method": "guidance", "steps": 1000, "snr": 0.16, "guidance_scale": 1.0}
 
     def bind(self, *, image_shape: Shape | None = None, measurement_shape: Shape | None = None) -> LinearOperator:
-        """This operator for images of ``image_shape`` (C, H, W) and measurements of
-        ``measurement_shape`` (one item, without the batch dimension).
+        """This operator for images of ``image_shape`` and measurements of ``measurement_shape``.
 
         An operator built without a size (``RadonOp(23)``, ``GrayscaleOp()``) takes it from
-        either shape and returns a sized copy; a sized one returns itself. A ValueError names
-        both sizes when they disagree.
+        either shape and returns a sized copy (kept: binding again to the same size gives the
+        same copy); a sized one checks the shapes and returns itself.
+
+        Parameters
+        ----------
+        image_shape:
+            One image (C, H, W), without the batch dimension: the model's, in a reconstruction.
+        measurement_shape:
+            One measurement item, without the batch dimension.
+
+        Returns
+        -------
+        LinearOperator
+            The sized operator (itself when neither shape is given and it has no size).
+
+        Raises
+        ------
+        ValueError
+            Naming both sizes when the shapes disagree with each other or with the operator.
         """
         if image_shape is not None and tuple(image_shape) != tuple(self.in_shape):
             raise ValueError(f"{self.name} works on images of shape {tuple(self.in_shape)}, "
@@ -147,8 +293,9 @@ class LinearOperator(abc.ABC):
 
     @property
     def measurement_ndim(self) -> int:
-        """Dimensions of one measurement item (without the batch dimension)."""
-        return len(self.out_shape)
+        """Dimensions of one measurement item (without the batch dimension); 3 for an operator
+        without a size (its measurements, like its images, are (C, H, W)-like items)."""
+        return 3 if self._out_shape is None else len(self._out_shape)
 
     def config(self) -> dict:
         """A JSON-serialisable description (type, geometry, noise)."""
@@ -166,14 +313,29 @@ class LinearOperator(abc.ABC):
     # --- diagnostics --------------------------------------------------------------------------
     def check_adjoint(self, generator: torch.Generator | None = None,
                       dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu",
-                      batch: int = 2) -> float:
-        """Relative adjointness error |⟨Ax, y⟩ − ⟨x, Aᵀy⟩| / (‖Ax‖ ‖y‖) on random x, y."""
+                      batch: int = 2, shape: Shape | None = None) -> float:
+        """Relative adjointness error |⟨Ax, y⟩ − ⟨x, Aᵀy⟩| / (‖Ax‖ ‖y‖) on random x, y.
+
+        Parameters
+        ----------
+        generator, dtype, device, batch:
+            How the random x (batch, *in_shape) and y (batch, *out_shape) are drawn.
+        shape:
+            The image shape (C, H, W) to check at: an operator without a size is bound to it
+            (a sized one must have it). None: ``in_shape``.
+
+        Returns
+        -------
+        float
+            The relative error (0 for an exact adjoint; ~1e-16 in float64 rounding).
+        """
+        op = self if shape is None else self.bind(image_shape=tuple(shape))
         g = generator if generator is not None else torch.Generator().manual_seed(0)
-        x = torch.randn((batch, *self.in_shape), generator=g, dtype=dtype).to(device)
-        y = torch.randn((batch, *self.out_shape), generator=g, dtype=dtype).to(device)
+        x = torch.randn((batch, *op.in_shape), generator=g, dtype=dtype).to(device)
+        y = torch.randn((batch, *op.out_shape), generator=g, dtype=dtype).to(device)
         with torch.no_grad():
-            ax = self.forward(x)
-            aty = self.adjoint(y)
+            ax = op.forward(x)
+            aty = op.adjoint(y)
         lhs = (ax * y).sum()
         rhs = (x * aty).sum()
         scale = ax.norm() * y.norm()
@@ -238,6 +400,9 @@ class ComposedOperator(LinearOperator):
     def _pinv(self, y):
         return self.inner._pinv(self.outer._pinv(y))
 
+    def _options(self) -> dict[str, Any]:
+        return {"outer": self.outer, "inner": self.inner}
+
     def config(self) -> dict:
         return {"type": "ComposedOperator", "outer": self.outer.config(),
                 "inner": self.inner.config()}
@@ -260,15 +425,40 @@ class SubsampledTransformOp(LinearOperator):
     * ``embed(y)`` -> the zero-filled ``(B, *full_shape)`` (Λᵀ, the adjoint of subsample);
     * ``inverse_transform_measured(r)`` -> T⁻¹ Λᵀ r, the inverse transform of values on the
       measured entries only (the update of a data-consistency step); operators override it
-      where a cheaper exact equivalent exists.
+      where a cheaper exact equivalent exists. Where T⁻¹ is approximate, the operator's own
+      options choose it (a :class:`RadonOp`'s ``fbp_filter``; ``with_options`` changes it).
 
     forward = subsample ∘ transform, adjoint = transform_adjoint ∘ embed. For a
     measurement y, ``embed(y) + (1 − mask)·transform(x)`` is the full transform of
     x with its measured entries replaced by y.
     """
 
-    full_shape: Shape
-    mask: torch.Tensor
+    #: Set by subclasses (None while the operator has no size).
+    _full_shape: Shape | None = None
+    _mask: torch.Tensor | None = None
+
+    @property
+    def full_shape(self) -> Shape:
+        """Per-item shape of the full transform T x."""
+        if self._full_shape is None:
+            raise self._unsized_error("full_shape")
+        return self._full_shape
+
+    @full_shape.setter
+    def full_shape(self, shape: Shape) -> None:
+        self._full_shape = tuple(int(s) for s in shape)
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """float32 tensor of ``full_shape``: 1 on the measured entries of T x, 0 elsewhere."""
+        if self._mask is None:
+            raise self._unsized_error("mask")
+        return self._mask
+
+    @mask.setter
+    def mask(self, mask: torch.Tensor) -> None:
+        self._mask = mask
+
     supported_methods = ("consistency", "replacement", "guidance", "decomposed")
 
     def default_settings(self) -> dict:
@@ -300,38 +490,38 @@ class SubsampledTransformOp(LinearOperator):
     # public, validated
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         """T x: ``(B, *in_shape)`` -> ``(B, *full_shape)``."""
-        return self._transform(validate(x, self.in_shape, f"{self.name}.transform"))
+        op = self._taking(x, "image")
+        return op._transform(validate(x, op.in_shape, f"{op.name}.transform"))
 
     def inverse_transform(self, z: torch.Tensor) -> torch.Tensor:
         """T⁻¹ z (exact or approximate): ``(B, *full_shape)`` -> ``(B, *in_shape)``."""
-        return self._inverse_transform(validate(z, self.full_shape, f"{self.name}.inverse_transform"))
+        op = self._taking(z, "full")
+        return op._inverse_transform(validate(z, op.full_shape, f"{op.name}.inverse_transform"))
 
     def transform_adjoint(self, z: torch.Tensor) -> torch.Tensor:
         """Tᵀ z: ``(B, *full_shape)`` -> ``(B, *in_shape)``."""
-        return self._transform_adjoint(validate(z, self.full_shape, f"{self.name}.transform_adjoint"))
+        op = self._taking(z, "full")
+        return op._transform_adjoint(validate(z, op.full_shape, f"{op.name}.transform_adjoint"))
 
     def subsample(self, z: torch.Tensor) -> torch.Tensor:
         """Λ z: ``(B, *full_shape)`` -> ``(B, *out_shape)``."""
-        return self._subsample(validate(z, self.full_shape, f"{self.name}.subsample"))
+        op = self._taking(z, "full")
+        return op._subsample(validate(z, op.full_shape, f"{op.name}.subsample"))
 
     def embed(self, y: torch.Tensor) -> torch.Tensor:
         """Λᵀ y, zero-filled: ``(B, *out_shape)`` -> ``(B, *full_shape)``."""
-        return self._embed(validate(y, self.out_shape, f"{self.name}.embed"))
+        op = self._taking(y, "measurement")
+        return op._embed(validate(y, op.out_shape, f"{op.name}.embed"))
 
-    def _inverse_transform_measured(self, r, filter=None):
-        if filter is not None:
-            raise ValueError(f"{self.name} has an exact inverse transform: an FBP filter ({filter!r}) "
-                             "applies to RadonOp only")
+    def _inverse_transform_measured(self, r):
         return self._inverse_transform(self._embed(r))
 
-    def inverse_transform_measured(self, r: torch.Tensor, filter: str | None = None) -> torch.Tensor:
-        """T⁻¹ Λᵀ r: ``(B, *out_shape)`` -> ``(B, *in_shape)``.
-
-        ``filter`` chooses the FBP window where T⁻¹ is a filtered back-projection
-        (:class:`RadonOp`; ``None`` = its default ram-lak); other operators refuse one.
-        """
-        return self._inverse_transform_measured(
-            validate(r, self.out_shape, f"{self.name}.inverse_transform_measured"), filter)
+    def inverse_transform_measured(self, r: torch.Tensor) -> torch.Tensor:
+        """T⁻¹ Λᵀ r: ``(B, *out_shape)`` -> ``(B, *in_shape)``, the inverse transform of values
+        on the measured entries only (zero elsewhere)."""
+        op = self._taking(r, "measurement")
+        return op._inverse_transform_measured(
+            validate(r, op.out_shape, f"{op.name}.inverse_transform_measured"))
 
 
 # --- least squares -----------------------------------------------------------------------------

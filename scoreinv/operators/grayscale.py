@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
-from .base import SubsampledTransformOp
+from .base import Shape, SubsampledTransformOp
 from .mask import _image_hw
-from .noise import NoiseModel, make_noise
+from .noise import NoiseModel, make_noise, noise_from_config
 
 _SQRT3 = math.sqrt(3.0)
 
@@ -34,6 +35,15 @@ class GrayscaleOp(SubsampledTransformOp):
     of R, G, B) is the measurement ``y = √3·g`` (:meth:`from_gray`), and
     :meth:`to_gray` maps back. ``inverse_transform = Mᵀ`` (exact). ``pinv(y) = Aᵀ y``,
     the minimum-norm solution: every channel equals the gray image y/√3.
+
+    Parameters
+    ----------
+    image_size:
+        N or (H, W). None (``GrayscaleOp()``): the operator acts per pixel and takes any
+        (B, 3, H, W) images and (B, 1, H, W) measurements, binding to their size
+        (:meth:`bind` sizes it from (1, H, W) measurements or (3, H, W) images).
+    noise_std, noise:
+        Gaussian noise of that std on the measurement, or any noise model.
     """
 
     matrix = _M.float()
@@ -42,13 +52,53 @@ class GrayscaleOp(SubsampledTransformOp):
     def default_settings(self) -> dict:
         return {"method": "replacement", "steps": 1000, "snr": 0.16}
 
-    def __init__(self, image_size, noise_std: float = 0.0, *, noise: NoiseModel | None = None) -> None:
+    def __init__(self, image_size=None, noise_std: float = 0.0, *, noise: NoiseModel | None = None) -> None:
+        noise = make_noise(noise_std, noise, "GrayscaleOp")
+        if image_size is None:
+            self._hw = None
+            super().__init__(None, None, noise=noise)
+            return
         hw = _image_hw(image_size)
-        super().__init__((3, *hw), (1, *hw), noise=make_noise(noise_std, noise, "GrayscaleOp"))
+        self._hw = hw
+        super().__init__((3, *hw), (1, *hw), noise=noise)
         self.full_shape = (3, *hw)
         mask = torch.zeros(self.full_shape)
         mask[0] = 1.0
         self.mask = mask
+
+    # --- sizes and options ------------------------------------------------------------------------
+    def _options(self) -> dict[str, Any]:
+        return {"image_size": self._hw, "noise_std": 0.0, "noise": self.noise}
+
+    @staticmethod
+    def _size_of(shape: Shape, channels: int, what: str) -> tuple[int, int]:
+        shape = tuple(int(s) for s in shape)
+        if len(shape) != 3 or shape[0] != channels:
+            raise ValueError(f"GrayscaleOp takes {what} of shape ({channels}, H, W), not {shape}")
+        return shape[1], shape[2]
+
+    def bind(self, *, image_shape: Shape | None = None, measurement_shape: Shape | None = None) -> GrayscaleOp:
+        """This operator for (3, H, W) images and (1, H, W) measurements (see the base class)."""
+        from_image = None if image_shape is None else self._size_of(image_shape, 3, "images")
+        from_measurement = None if measurement_shape is None else self._size_of(measurement_shape, 1,
+                                                                                 "measurements")
+        if self._hw is not None:
+            h, w = self._hw
+            if from_image is not None and from_image != self._hw:
+                raise ValueError(f"GrayscaleOp was built for {h}×{w} images, the model works on "
+                                 f"{from_image[0]}×{from_image[1]}")
+            if from_measurement is not None and from_measurement != self._hw:
+                raise ValueError(f"the measurement is {from_measurement[0]}×{from_measurement[1]}, the "
+                                 f"GrayscaleOp was built for {h}×{w} images")
+            return self
+        if from_image is not None and from_measurement is not None and from_image != from_measurement:
+            raise ValueError(f"the measurement is {from_measurement[0]}×{from_measurement[1]}, the model "
+                             f"works on {from_image[0]}×{from_image[1]}")
+        hw = from_image if from_image is not None else from_measurement
+        return self if hw is None else self._bound_copy(hw, image_size=hw)
+
+    def _bind_full(self, shape: Shape) -> GrayscaleOp:
+        return self.bind(image_shape=shape)
 
     @staticmethod
     def from_gray(gray):
@@ -86,6 +136,18 @@ class GrayscaleOp(SubsampledTransformOp):
     _pinv = _adjoint
 
     def config(self) -> dict:
+        if self._hw is None:
+            return {"type": "GrayscaleOp", "image_size": None,
+                    "noise": None if self.noise is None else self.noise.config()}
         cfg = super().config()
-        cfg["image_size"] = list(self.in_shape[1:])
+        cfg["image_size"] = list(self._hw)
         return cfg
+
+    @classmethod
+    def from_config(cls, config: dict) -> GrayscaleOp:
+        """Rebuild from :meth:`config` (sized or not)."""
+        size = config.get("image_size")
+        return cls(None if size is None else tuple(size), noise=noise_from_config(config.get("noise")))
+
+    def __repr__(self) -> str:
+        return f"GrayscaleOp(image_size={self._hw}, noise={self.noise!r})"

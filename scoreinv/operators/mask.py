@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import zlib
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from .base import SubsampledTransformOp
-from .noise import NoiseModel, make_noise
+from .base import LinearOperator, SubsampledTransformOp
+from .noise import NoiseModel, make_noise, noise_from_config
+
+#: The constructor options that choose the mask.
+_MASK_OPTIONS = ("mask", "boxes", "fraction", "generator", "image_size", "channels")
 
 
 def _image_hw(image_size) -> tuple[int, int]:
@@ -25,6 +31,42 @@ def _image_hw(image_size) -> tuple[int, int]:
     if min(hw) <= 0:
         raise ValueError(f"image_size must be positive, got {image_size!r}")
     return hw
+
+
+def pack_mask(mask: torch.Tensor) -> dict[str, Any]:
+    """A 0/1 mask as JSON-ready text: ``{"mask_packed": ..., "mask_shape": [...]}``.
+
+    The bits (numpy.packbits, row-major) are zlib-compressed and base64-encoded. A (C, H, W)
+    mask whose channels are all equal is stored as its (H, W) plane.
+
+    Parameters
+    ----------
+    mask:
+        (C, H, W) or (H, W), values 0 or 1.
+
+    Returns
+    -------
+    dict
+        ``mask_packed`` (str) and ``mask_shape`` (list of int), for :func:`unpack_mask`.
+    """
+    bits = mask.detach().cpu().numpy() != 0
+    if bits.ndim == 3 and bool((bits == bits[:1]).all()):
+        bits = bits[0]
+    packed = base64.b64encode(zlib.compress(np.packbits(bits.reshape(-1)).tobytes(), 9)).decode("ascii")
+    return {"mask_packed": packed, "mask_shape": list(bits.shape)}
+
+
+def unpack_mask(packed: str, shape: Sequence[int]) -> np.ndarray:
+    """The mask :func:`pack_mask` stored: a bool array of ``shape``."""
+    shape = tuple(int(s) for s in shape)
+    try:
+        raw = np.frombuffer(zlib.decompress(base64.b64decode(packed)), dtype=np.uint8)
+    except (ValueError, zlib.error) as error:
+        raise ValueError(f"the packed MaskOp mask is unreadable ({error})") from None
+    count = int(np.prod(shape))
+    if raw.size * 8 < count:
+        raise ValueError(f"the packed MaskOp mask holds {raw.size * 8} bits, its shape {shape} needs {count}")
+    return np.unpackbits(raw, count=count).astype(bool).reshape(shape)
 
 
 class MaskOp(SubsampledTransformOp):
@@ -44,6 +86,10 @@ class MaskOp(SubsampledTransformOp):
       at random (the same positions in every channel), drawn with ``generator``.
 
     ``noise_std`` adds Gaussian noise to the known pixels (unknown ones stay zero).
+
+    ``config()`` stores a non-box mask itself (packed bits, :func:`pack_mask`), so
+    :func:`~scoreinv.operators.operator_from_config` rebuilds every MaskOp from its
+    configuration alone.
     """
 
     def __init__(self, mask=None, *, image_size=None, channels: int = 1,
@@ -121,6 +167,26 @@ class MaskOp(SubsampledTransformOp):
     def default_settings(self) -> dict:
         return {"method": "replacement", "steps": 1000, "snr": 0.16}
 
+    # --- options ------------------------------------------------------------------------------------
+    def _options(self) -> dict[str, Any]:
+        # a random mask is kept as drawn: a copy does not draw again
+        return {"mask": None if self._boxes is not None else self._mask64,
+                "image_size": tuple(self.in_shape[1:]), "channels": self.in_shape[0],
+                "boxes": self._boxes, "fraction": None, "generator": None,
+                "noise_std": 0.0, "noise": self.noise}
+
+    def _merge_options(self, current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+        merged = super()._merge_options(current, changes)
+        if any(name in changes for name in ("mask", "boxes", "fraction")):
+            for name in ("mask", "boxes", "fraction"):
+                if name not in changes:
+                    merged[name] = None
+        return merged
+
+    def _share_from(self, other: LinearOperator, changes: dict[str, Any]) -> None:
+        if not any(name in changes for name in _MASK_OPTIONS):
+            self._fraction = other._fraction  # the same mask, still described by its fraction
+
     @property
     def known_fraction(self) -> float:
         """Fraction of the entries that are measured."""
@@ -158,12 +224,48 @@ class MaskOp(SubsampledTransformOp):
         y = super().simulate(x, generator=generator)
         return y * self._m(y) if self.noise is not None else y
 
+    def _sha256(self) -> str:
+        return hashlib.sha256(self._mask64.to(torch.uint8).numpy().tobytes()).hexdigest()
+
     def config(self) -> dict:
         cfg = super().config()
-        cfg.update(known_fraction=self.known_fraction,
-                   mask_sha256=hashlib.sha256(self._mask64.to(torch.uint8).numpy().tobytes()).hexdigest())
+        cfg.update(known_fraction=self.known_fraction, mask_sha256=self._sha256())
         if self._boxes is not None:
             cfg["boxes"] = self._boxes
+        else:
+            cfg.update(pack_mask(self._mask64))
         if self._fraction is not None:
             cfg["fraction"] = self._fraction
         return cfg
+
+    @classmethod
+    def from_config(cls, config: dict) -> MaskOp:
+        """Rebuild from :meth:`config`: from its boxes, or from its mask.
+
+        The mask is the packed one in the configuration or, for configurations written
+        without it, an array handed in as ``config["mask"]`` ((C, H, W) or (H, W), 0/1;
+        :func:`~scoreinv.operators.operator_from_config`'s ``mask=``). Either must match
+        ``mask_sha256`` when the configuration has one.
+        """
+        noise = noise_from_config(config.get("noise"))
+        c, h, w = config["in_shape"]
+        if "boxes" in config:
+            return cls(image_size=(h, w), channels=c, boxes=config["boxes"], noise=noise)
+        mask = config.get("mask")
+        if mask is None and "mask_packed" in config:
+            mask = unpack_mask(config["mask_packed"], config["mask_shape"])
+        if mask is None:
+            raise ValueError("a MaskOp with an explicit or random mask cannot be rebuilt from its "
+                             "configuration alone: pass its mask (mask=...)")
+        op = cls(mask, image_size=(h, w), channels=c, noise=noise)
+        if "mask_sha256" in config and op._sha256() != config["mask_sha256"]:
+            raise ValueError("the mask given does not match the MaskOp configuration (mask_sha256 differs)")
+        if config.get("fraction") is not None:
+            op._fraction = float(config["fraction"])
+        return op
+
+    def __repr__(self) -> str:
+        how = (f"boxes={self._boxes}" if self._boxes is not None else
+               f"fraction={self._fraction}" if self._fraction is not None else "mask=...")
+        return (f"MaskOp({how}, shape={self.in_shape}, known_fraction={self.known_fraction:.3f}, "
+                f"noise={self.noise!r})")

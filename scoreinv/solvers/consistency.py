@@ -70,7 +70,9 @@ class MeasurementConsistency(Conditioning):
         ``operator.noise_std`` > 0 to have an effect).
     step_filter, final_filter:
         FBP window of T⁻¹ in the consistency steps and in the final replacement
-        (``final_iterations`` = 0), for a :class:`RadonOp` only; ``None`` is its ram-lak.
+        (``final_iterations`` = 0), applied as ``operator.with_options(fbp_filter=...)``
+        (operators whose T⁻¹ is an FBP, such as :class:`RadonOp`; others refuse one with a
+        ValueError); ``None`` keeps the operator's own window (ram-lak by default).
         A smoother window passes less of the measurement noise back into the image
         (docs/reconstruct.md, noisy CT).
     """
@@ -108,15 +110,16 @@ class MeasurementConsistency(Conditioning):
             raise ValueError(f"noise_weight κ must be >= 0, got {noise_weight}")
         self.noise_variance = (float(noise_weight) * operator.noise_std) ** 2
         self.row_norm = _mean_squared_row_norm(operator, y) if self.noise_variance > 0 else 0.0
-        for chosen in (step_filter, final_filter):
-            if chosen is not None:  # refuse a filter the operator cannot apply now, not at the first step
-                operator.inverse_transform_measured(y[:1], filter=chosen)
+        # T⁻¹ of the steps and of the final replacement: refused now, not at the first step
+        self.step_inverse = _with_window(operator, step_filter, "step_filter")
+        self.final_inverse = _with_window(operator, final_filter, "final_filter")
 
     def _step_toward(self, x: torch.Tensor, target: torch.Tensor, weight: float | torch.Tensor,
-                     filter: str | None) -> torch.Tensor:
-        """x + T⁻¹[weight · Λᵀ(target − Λ T x)]; ``weight`` a number or per item, broadcastable."""
+                     inverse: SubsampledTransformOp) -> torch.Tensor:
+        """x + T⁻¹[weight · Λᵀ(target − Λ T x)] with ``inverse``'s T⁻¹; ``weight`` a number or
+        per item, broadcastable."""
         residual = target - self.operator(x)  # = Λ T x, without projecting the unmeasured views
-        return x + self.operator.inverse_transform_measured(weight * residual, filter=filter)
+        return x + inverse.inverse_transform_measured(weight * residual)
 
     def project(self, x: torch.Tensor, t: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         if self.weight == 0.0:
@@ -129,16 +132,27 @@ class MeasurementConsistency(Conditioning):
         if self.noise_variance > 0:
             signal = std**2 * self.row_norm
             weight = self.weight * signal / (signal + mean**2 * self.noise_variance)
-        return self._step_toward(x, noisy_measurement, weight, self.step_filter)
+        return self._step_toward(x, noisy_measurement, weight, self.step_inverse)
 
     def finish(self, x: torch.Tensor) -> torch.Tensor:
         if self.final_iterations == 0:
-            return self._step_toward(x, self.y, 1.0, self.final_filter)
+            return self._step_toward(x, self.y, 1.0, self.final_inverse)
         correction = least_squares(
             self.operator, self.y - self.operator(x), iterations=self.final_iterations,
             damping=self.final_damping,
         )
         return x + correction
+
+
+def _with_window(operator: SubsampledTransformOp, window: str | None, setting: str) -> SubsampledTransformOp:
+    """The operator with its FBP window set to ``window`` (itself when None)."""
+    if window is None:
+        return operator
+    try:
+        return operator.with_options(fbp_filter=window)
+    except ValueError as error:
+        raise ValueError(f"{setting}={window!r} sets an FBP window, which {operator.name} cannot use: "
+                         f"{error}") from error
 
 
 def _mean_squared_row_norm(operator: SubsampledTransformOp, y: torch.Tensor) -> float:
