@@ -23,7 +23,7 @@ from _machine import limit_threads, machine_line
 from scoreinv.checkpoint import load_model
 from scoreinv.classical import sirt
 from scoreinv.datasets.phantoms import phantoms
-from scoreinv.demo import HELD_OUT_SEED
+from scoreinv.app.demo import HELD_OUT_SEED
 from scoreinv.metrics import psnr, ssim
 from scoreinv.operators import RadonOp
 from scoreinv.reconstruct import posterior

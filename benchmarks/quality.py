@@ -25,7 +25,7 @@ from skimage.transform import resize
 from scoreinv.checkpoint import load_model
 from scoreinv.classical import sirt, tv_reconstruction
 from scoreinv.datasets.phantoms import phantoms
-from scoreinv.demo import HELD_OUT_SEED
+from scoreinv.app.demo import HELD_OUT_SEED
 from scoreinv.metrics import psnr, ssim
 from scoreinv.operators import RadonOp
 from scoreinv.reconstruct import posterior, resolve_settings

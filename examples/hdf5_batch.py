@@ -29,7 +29,8 @@ import torch  # noqa: E402
 
 import scoreinv  # noqa: E402
 from scoreinv.config import ReconstructionSettings  # noqa: E402
-from scoreinv.datasets import operator_from_h5, reconstruct_h5, simulate_h5, write_phantoms_h5  # noqa: E402
+from scoreinv.app.batch import reconstruct_h5  # noqa: E402
+from scoreinv.datasets import operator_from_h5, simulate_h5, write_phantoms_h5  # noqa: E402
 from scoreinv.metrics import psnr  # noqa: E402
 
 

@@ -1,7 +1,7 @@
-"""``python -m scoreinv``: the command line."""
+"""``python -m scoreinv``: the command line (:func:`scoreinv.app.cli.main`)."""
 
 import sys
 
-from scoreinv.cli import main
+from scoreinv.app.cli import main
 
 sys.exit(main())

@@ -37,6 +37,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from scoreinv._version import __version__
 from scoreinv.atomic import fsync_folder
 from scoreinv.config import ModelConfig, TrainingConfig
 from scoreinv.models import EMA, ScoreModel
@@ -56,13 +57,6 @@ _REQUIRED_KEYS = (
     "weights",
     "optimizer",
 )
-
-
-def _scoreinv_version() -> str:
-    # Imported lazily: the package's __init__ may itself import this module.
-    import scoreinv
-
-    return str(getattr(scoreinv, "__version__", "unknown"))
 
 
 def _cpu_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -99,7 +93,7 @@ def _content(
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "scoreinv_version": _scoreinv_version(),
+        "scoreinv_version": __version__,
         "model_config": model.config.model_dump_json(),
         "training_config": None if training_config is None else training_config.model_dump_json(),
         "step": int(step),

@@ -308,15 +308,17 @@ class ReconstructConfig(StrictModel):
     """``scoreinv reconstruct``: the prior, the operator (``None``: from the .h5 input, or the
     default ``OperatorConfig`` for a .npy input) and the sampler settings."""
 
-    model: str = Field("ct-phantom", description="bundled model name or checkpoint path")
+    model: str | None = Field(None, description="registered prior name or checkpoint path (None: the registered "
+                              "prior for the operator's modality, channels and image size)")
     operator: OperatorConfig | None = None
     settings: ReconstructionSettings = ReconstructionSettings()
 
 
 class BatchConfig(StrictModel):
-    """``scoreinv batch``: HDF5 batch reconstruction (:func:`scoreinv.datasets.reconstruct_h5`)."""
+    """``scoreinv batch``: HDF5 batch reconstruction (:func:`scoreinv.app.batch.reconstruct_h5`)."""
 
-    model: str = Field("ct-phantom", description="bundled model name or checkpoint path")
+    model: str | None = Field(None, description="registered prior name or checkpoint path (None: the registered "
+                              "prior for the operator's modality, channels and image size)")
     batch_size: int = Field(8, ge=1, description="items reconstructed at a time (per process)")
     settings: ReconstructionSettings = ReconstructionSettings()
 

@@ -241,7 +241,7 @@ def _restore(
             warnings.warn(
                 f"resuming from {str(path)!r} with a different training config ({', '.join(changed)}); "
                 "the run will not match an uninterrupted one",
-                stacklevel=3,
+                stacklevel=4,
             )
     model.load_state_dict(content["weights"])
     ema.load_state_dict(content["ema"])
@@ -280,6 +280,123 @@ def _global_mean(loss: torch.Tensor, world_: World) -> float:
     total = loss.detach().float().clone()
     dist.all_reduce(total, op=dist.ReduceOp.SUM)
     return total.item() / world_.size
+
+
+@dataclass
+class _Run:
+    """Everything one training run holds between its steps."""
+
+    model: ScoreModel
+    network: Any  # the model, or its DistributedDataParallel wrapper under torchrun
+    config: TrainingConfig
+    device: torch.device
+    world: World
+    parameters: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    ema: EMA
+    batches: _Batches
+    path: Path | None
+    use_amp: bool
+    cuda_devices: list[int]
+    dropout_stream: str
+
+
+def _set_up(model: ScoreModel, data: Any, config: TrainingConfig, checkpoint_path: str | os.PathLike | None,
+            device: str | torch.device | None) -> _Run:
+    """Check the arguments, place the model, wrap it for torchrun, build the optimiser and the EMA."""
+    if not isinstance(model, ScoreModel):
+        raise ValueError(f"train needs a ScoreModel, got {type(model).__name__}")
+    if not isinstance(config, TrainingConfig):
+        raise ValueError(f"config must be a TrainingConfig, got {type(config).__name__}")
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if not parameters:
+        raise ValueError(
+            "the model's parameters are all frozen (load_model freezes them); "
+            "call model.requires_grad_(True) to train it"
+        )
+    world_ = world()
+    device = _training_device(world_, device, model)
+    model.to(device)
+    batches = _Batches(data, model, config, device, world_)
+
+    network: Any = model
+    if world_.distributed:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        # Construction broadcasts rank 0's weights, so every rank starts from the same model.
+        # The only buffers (the Fourier frequencies) are constants: no per-step broadcast.
+        network = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False
+        )
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+    ema = EMA(model, config.ema_decay)
+    cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    # Rank 0 draws the dropout masks a single process would; the others draw their own
+    # (the same masks on every rank would correlate the shards).
+    dropout_stream = "dropout" if world_.is_main else f"dropout:{world_.rank}"
+    return _Run(model=model, network=network, config=config, device=device, world=world_, parameters=parameters,
+                optimizer=optimizer, ema=ema, batches=batches,
+                path=Path(checkpoint_path) if checkpoint_path is not None else None,
+                use_amp=config.amp and device.type == "cuda", cuda_devices=cuda_devices,
+                dropout_stream=dropout_stream)
+
+
+def _resume(run: _Run, resume: bool) -> int:
+    """The step to start from: the checkpoint's, restored into model, EMA and optimiser, or 0."""
+    if run.path is not None and resume and _exists_everywhere(run.path, run.world):
+        return _restore(run.path, run.model, run.ema, run.optimizer, run.config)
+    return 0
+
+
+def _train_step(run: _Run, step: int) -> float:
+    """Optimiser step ``step`` (counted over the whole run); returns the loss of the global batch."""
+    config, device, model = run.config, run.device, run.model
+    x0, global_batch, rows = run.batches.batch(step)
+    warmup = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps > 0 else 1.0
+    for group in run.optimizer.param_groups:
+        group["lr"] = config.learning_rate * warmup
+
+    # (t, z) of the whole global batch from the step's seed; this rank's rows of it.
+    noise = torch.Generator(device=device).manual_seed(step_seed(config.seed, step, "noise"))
+    t, z = dsm_draws(model.sde, (global_batch, *x0.shape[1:]), noise, x0, config.eps, config.noise_sampling,
+                     (config.lognormal_mean, config.lognormal_std))
+    draws = (t[rows], z[rows])
+    # Dropout draws from the global RNG: seed it per step, inside a fork so the
+    # caller's RNG state is left as it was.
+    with torch.random.fork_rng(devices=run.cuda_devices):
+        torch.random.default_generator.manual_seed(step_seed(config.seed, step, run.dropout_stream))
+        if device.type == "cuda":
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(step_seed(config.seed, step, run.dropout_stream))
+        run.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=run.use_amp):
+            # The mean over this rank's B / W rows; DDP's gradient average over the W
+            # equal shards is then the gradient of the global batch's mean.
+            loss = dsm_loss(run.network, model.sde, x0, None, config.weighting, config.eps, draws=draws,
+                            sigma_data=model.config.sigma_data)
+    value = _global_mean(loss, run.world)
+    if not math.isfinite(value):
+        bad_data = not torch.isfinite(x0).all().item()
+        raise FloatingPointError(
+            f"training loss is {value} at step {step + 1}"
+            + (" (the batch holds NaN/inf values)" if bad_data else " (try a lower learning rate)")
+        )
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(run.parameters, config.grad_clip)
+    run.optimizer.step()
+    run.ema.update(model, ema_decay(config, step))
+    return value
+
+
+def _checkpoint(run: _Run, done: int) -> None:
+    """After ``done`` steps: write the checkpoint if one is due (rank 0), then every rank waits for it."""
+    config = run.config
+    if run.path is not None and (done % config.checkpoint_every == 0 or done == config.steps):
+        if run.world.is_main:
+            save_checkpoint(run.path, run.model, ema=run.ema, optimizer=run.optimizer, training_config=config,
+                            step=done)
+        # The others wait, so that the file is complete wherever train() has returned.
+        barrier()
 
 
 def train(
@@ -352,103 +469,31 @@ def train(
     FloatingPointError
         The loss became NaN or infinite; the message names the step.
     """
-    if not isinstance(model, ScoreModel):
-        raise ValueError(f"train needs a ScoreModel, got {type(model).__name__}")
-    if not isinstance(config, TrainingConfig):
-        raise ValueError(f"config must be a TrainingConfig, got {type(config).__name__}")
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    if not parameters:
-        raise ValueError(
-            "the model's parameters are all frozen (load_model freezes them); "
-            "call model.requires_grad_(True) to train it"
-        )
-    world_ = world()
-    device = _training_device(world_, device, model)
-    model.to(device)
-    batches = _Batches(data, model, config, device, world_)
-
-    network: Any = model
-    if world_.distributed:
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        # Construction broadcasts rank 0's weights, so every rank starts from the same model.
-        # The only buffers (the Fourier frequencies) are constants: no per-step broadcast.
-        network = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False
-        )
-    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
-    ema = EMA(model, config.ema_decay)
-    start_step = 0
-    path = Path(checkpoint_path) if checkpoint_path is not None else None
-    if path is not None and resume and _exists_everywhere(path, world_):
-        start_step = _restore(path, model, ema, optimizer, config)
+    run = _set_up(model, data, config, checkpoint_path, device)
+    start_step = _resume(run, resume)
     if start_step >= config.steps:
-        return TrainingResult(step=start_step, losses=[], seconds=0.0, ema=ema)
-    batches.skip(start_step)
+        return TrainingResult(step=start_step, losses=[], seconds=0.0, ema=run.ema)
+    run.batches.skip(start_step)
 
-    use_amp = config.amp and device.type == "cuda"
-    cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
     was_training = model.training
     model.train()
     losses: list[float] = []
     bar = tqdm(
         total=config.steps,
         initial=start_step,
-        disable=not (progress and world_.is_main),
+        disable=not (progress and run.world.is_main),
         unit="step",
         dynamic_ncols=True,
     )
-    # Rank 0 draws the dropout masks a single process would; the others draw their own
-    # (the same masks on every rank would correlate the shards).
-    dropout_stream = "dropout" if world_.is_main else f"dropout:{world_.rank}"
     started = time.perf_counter()
     try:
         for step in range(start_step, config.steps):
-            x0, global_batch, rows = batches.batch(step)
-            warmup = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps > 0 else 1.0
-            for group in optimizer.param_groups:
-                group["lr"] = config.learning_rate * warmup
-
-            # (t, z) of the whole global batch from the step's seed; this rank's rows of it.
-            noise = torch.Generator(device=device).manual_seed(step_seed(config.seed, step, "noise"))
-            t, z = dsm_draws(model.sde, (global_batch, *x0.shape[1:]), noise, x0, config.eps, config.noise_sampling,
-                             (config.lognormal_mean, config.lognormal_std))
-            draws = (t[rows], z[rows])
-            # Dropout draws from the global RNG: seed it per step, inside a fork so the
-            # caller's RNG state is left as it was.
-            with torch.random.fork_rng(devices=cuda_devices):
-                torch.random.default_generator.manual_seed(step_seed(config.seed, step, dropout_stream))
-                if device.type == "cuda":
-                    with torch.cuda.device(device):
-                        torch.cuda.manual_seed(step_seed(config.seed, step, dropout_stream))
-                optimizer.zero_grad(set_to_none=True)
-                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    # The mean over this rank's B / W rows; DDP's gradient average over the W
-                    # equal shards is then the gradient of the global batch's mean.
-                    loss = dsm_loss(network, model.sde, x0, None, config.weighting, config.eps, draws=draws,
-                                    sigma_data=model.config.sigma_data)
-            value = _global_mean(loss, world_)
-            if not math.isfinite(value):
-                bad_data = not torch.isfinite(x0).all().item()
-                raise FloatingPointError(
-                    f"training loss is {value} at step {step + 1}"
-                    + (" (the batch holds NaN/inf values)" if bad_data else " (try a lower learning rate)")
-                )
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
-            optimizer.step()
-            ema.update(model, ema_decay(config, step))
+            value = _train_step(run, step)
             losses.append(value)
-
-            done = step + 1
             bar.update(1)
             bar.set_postfix(loss=f"{value:.4f}", refresh=False)
-            if path is not None and (done % config.checkpoint_every == 0 or done == config.steps):
-                if world_.is_main:
-                    save_checkpoint(path, model, ema=ema, optimizer=optimizer, training_config=config, step=done)
-                # The others wait, so that the file is complete wherever train() has returned.
-                barrier()
+            _checkpoint(run, step + 1)
     finally:
         bar.close()
         model.train(was_training)
-    return TrainingResult(step=config.steps, losses=losses, seconds=time.perf_counter() - started, ema=ema)
+    return TrainingResult(step=config.steps, losses=losses, seconds=time.perf_counter() - started, ema=run.ema)

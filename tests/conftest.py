@@ -14,6 +14,56 @@ def one_torch_thread():
     torch.set_num_threads(previous)
 
 
+# --- the one tiny-model builder ----------------------------------------------------------------
+# Test modules import these by name (``from conftest import tiny_model``): pytest puts tests/ on
+# sys.path.
+
+def tiny_model_config(*, sde: str = "ve", sigma_max: float = 4.0, value_range: tuple[float, float] = (0.0, 1.0),
+                      **unet):
+    """A ``ModelConfig`` of a tiny U-Net: 8² one-channel images, 8 base channels, two levels of one
+    residual block each (``**unet`` overrides any ``UNetConfig`` field); a VE SDE with σ from 0.01
+    to ``sigma_max``, or the default VP / sub-VP SDE for ``sde="vp"`` / ``"subvp"``."""
+    from scoreinv.config import ModelConfig, SDEConfig, UNetConfig
+
+    settings = dict(image_size=8, channels=1, base_channels=8, channel_multipliers=(1, 2), num_res_blocks=1)
+    settings.update(unet)
+    sde_config = SDEConfig(kind="ve", sigma_min=0.01, sigma_max=sigma_max) if sde == "ve" else SDEConfig(kind=sde)
+    return ModelConfig(sde=sde_config, unet=UNetConfig(**settings), value_range=value_range)
+
+
+def tiny_model(config=None, *, seed: int | None = 0, randomise: str | None = None, scale: float = 0.02, **options):
+    """A tiny ``ScoreModel`` of ``config`` (default ``tiny_model_config(**options)``), built after
+    ``torch.manual_seed(seed)`` (None: the global generator as it is).
+
+    ``randomise``: None keeps the initialisation; ``"zeros"`` adds ``scale`` × N(0, 1) to the
+    all-zero (zero-initialised) parameters, so that the score is not zero (a zero score makes
+    the Langevin step size infinite); ``"all"`` replaces every weight by ``scale`` × N(0, 1)
+    (zero-initialised layers would hide bugs). The draws come from a generator seeded with
+    ``seed`` (0 when None).
+    """
+    from scoreinv.models import ScoreModel
+
+    if config is None:
+        config = tiny_model_config(**options)
+    elif options:
+        raise TypeError("pass either a config or tiny_model_config options, not both")
+    if seed is not None:
+        torch.manual_seed(seed)
+    model = ScoreModel(config)
+    if randomise is not None:
+        if randomise not in ("zeros", "all"):
+            raise ValueError(f"randomise must be None, 'zeros' or 'all', got {randomise!r}")
+        generator = torch.Generator().manual_seed(seed or 0)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                draw = scale * torch.randn(parameter.shape, generator=generator)
+                if randomise == "all":
+                    parameter.copy_(draw)
+                elif not parameter.abs().max() > 0:
+                    parameter.add_(draw)
+    return model
+
+
 # --- the one registry of operators ----------------------------------------------------------------
 # Every operator test iterates these (fixture ``operator_case``): small sizes, each family, sized,
 # bound from an unsized operator, noisy and composed. Import by name: ``from conftest import

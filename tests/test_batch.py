@@ -17,9 +17,10 @@ import pytest
 import torch
 from tiny_batch import SIZE, data_file, images, tiny_checkpoint, tiny_model
 
-import scoreinv.datasets.batch as batch_module
+import scoreinv.app.batch.runner as batch_module
 from scoreinv.config import ReconstructionSettings
-from scoreinv.datasets import reconstruct_h5, simulate_h5, work_folder, write_images_h5
+from scoreinv.app.batch import reconstruct_h5, work_folder
+from scoreinv.datasets import simulate_h5, write_images_h5
 from scoreinv.gaussian import GaussianPrior
 from scoreinv.operators import GrayscaleOp, MaskOp, RadonOp
 from scoreinv.reconstruct import posterior
@@ -171,7 +172,7 @@ def test_a_different_configuration_is_refused(files, tmp_path):
 def test_an_interrupted_job_resumes_and_a_different_configuration_cannot_take_its_folder(files, tmp_path,
                                                                                          monkeypatch):
     out = tmp_path / "out.h5"
-    original, written = batch_module._write_part, []
+    original, written = batch_module.write_part, []
 
     def fail_after_two(folder, arrays):
         if len(written) == 2:
@@ -179,10 +180,10 @@ def test_an_interrupted_job_resumes_and_a_different_configuration_cannot_take_it
         written.append(original(folder, arrays))
         return written[-1]
 
-    monkeypatch.setattr(batch_module, "_write_part", fail_after_two)
+    monkeypatch.setattr(batch_module, "write_part", fail_after_two)
     with pytest.raises(RuntimeError, match="simulated crash"):
         reconstruct_h5(files["data"], out, files["checkpoint"], SETTINGS, batch_size=1, progress=False)
-    monkeypatch.setattr(batch_module, "_write_part", original)
+    monkeypatch.setattr(batch_module, "write_part", original)
     assert not out.exists() and len(list(work_folder(out).glob("part-*.h5"))) == 2
     assert not list(work_folder(out).glob(".*.tmp"))
 
@@ -248,17 +249,17 @@ KILLED_JOB = """
 import sys, time
 import torch
 torch.set_num_threads(1)
-import scoreinv.datasets.batch as b
+import scoreinv.app.batch.runner as b
 from scoreinv.config import ReconstructionSettings
 
-original = b._write_part
+original = b.write_part
 
 def slow(folder, arrays):  # leave time to be killed between parts
     path = original(folder, arrays)
     time.sleep(0.4)
     return path
 
-b._write_part = slow
+b.write_part = slow
 b.reconstruct_h5(sys.argv[1], sys.argv[2], sys.argv[3],
                  ReconstructionSettings(steps=3, num_samples=2, seed=5), batch_size=3, progress=False)
 """
@@ -281,7 +282,7 @@ def test_a_job_killed_with_sigkill_resumes_bit_identically(files, tmp_path, monk
     job.wait()
     job.stderr.close()
     assert not out.exists()
-    before = batch_module._part_items(folder)
+    before = batch_module.part_items(folder)
     assert 3 <= len(before) < 8 and not len(before) % 3
 
     computed: list[int] = []

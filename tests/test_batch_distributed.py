@@ -12,7 +12,7 @@ import numpy as np
 from tiny_batch import data_file, tiny_checkpoint
 
 from scoreinv.config import ReconstructionSettings
-from scoreinv.datasets import reconstruct_h5, work_folder
+from scoreinv.app.batch import reconstruct_h5, work_folder
 
 
 def read(path):

@@ -10,7 +10,7 @@ import torch
 import scoreinv
 from scoreinv.checkpoint import bundled_models, resolve_checkpoint
 from scoreinv.datasets import phantoms
-from scoreinv.demo import HELD_OUT_SEED, run_demo
+from scoreinv.app.demo import HELD_OUT_SEED, run_demo
 from scoreinv.metrics import psnr, ssim
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import scoreinv.checkpoint as checkpoint
+from conftest import tiny_model, tiny_model_config
 from scoreinv.checkpoint import (
     FORMAT,
     bundled_models,
@@ -15,27 +16,18 @@ from scoreinv.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from scoreinv.config import ModelConfig, SDEConfig, TrainingConfig, UNetConfig
+from scoreinv.config import ModelConfig, TrainingConfig
 from scoreinv.models import EMA, ScoreModel
 from scoreinv.training import train
 
 
 def tiny_config(channels: int = 1) -> ModelConfig:
-    unet = UNetConfig(
-        image_size=8, channels=channels, base_channels=8, channel_multipliers=(1, 2), num_res_blocks=1,
-        attention_resolutions=(4,),
-    )
-    return ModelConfig(sde=SDEConfig(kind="vp"), unet=unet, value_range=(-1.0, 1.0))
+    return tiny_model_config(sde="vp", value_range=(-1.0, 1.0), channels=channels, attention_resolutions=(4,))
 
 
 def randomised_model(seed: int = 0, channels: int = 1) -> ScoreModel:
     """A model whose every weight is random (the zero-initialised layers would hide bugs)."""
-    model = ScoreModel(tiny_config(channels))
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.copy_(0.2 * torch.randn(parameter.shape, generator=generator))
-    return model
+    return tiny_model(tiny_config(channels), seed=seed, randomise="all", scale=0.2)
 
 
 def model_with_ema() -> tuple[ScoreModel, EMA]:

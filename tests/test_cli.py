@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from scoreinv.cli import main
+from scoreinv.app.cli import main
 
 TINY = {
     "model": {"sde": {"kind": "vp"},
@@ -68,3 +68,46 @@ def test_user_mistakes_give_one_line_and_exit_2(tmp_path, tiny_data, capsys, arg
     error = capsys.readouterr().err.strip()
     assert error.startswith("scoreinv: error:") and message in error
     assert len(error.splitlines()) == 1
+
+
+# --- the sampler flags are generated from ReconstructionSettings ---------------------------------
+
+def _options(command: str) -> dict[str, object]:
+    import argparse
+
+    from scoreinv.app.cli.parser import build_parser
+
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return {flag: action for action in subparsers.choices[command]._actions for flag in action.option_strings}
+
+
+@pytest.mark.parametrize("command", ["reconstruct", "batch"])
+def test_one_flag_per_reconstruction_setting(command):
+    from typing import get_args
+
+    from scoreinv.config import FilterName, ReconstructionSettings
+
+    options = _options(command)
+    for name, info in ReconstructionSettings.model_fields.items():
+        action = options["--" + name.replace("_", "-")]
+        assert action.dest == f"settings.{name}" and action.default is None, name
+        assert info.description and info.description.split(" (")[0] in action.help, name
+    assert options["--step-filter"].choices == list(get_args(FilterName))
+    assert options["--final-iterations"].type is int and options["--guidance-max-ratio"].type is float
+
+
+def test_sampler_flags_reach_the_settings():
+    from scoreinv.app.cli.commands import configure
+    from scoreinv.app.cli.parser import build_parser, settings_flags
+    from scoreinv.config import BatchConfig
+
+    args = build_parser().parse_args(["batch", "in.h5", "out.h5", "--final-iterations", "7", "--step-filter", "hann",
+                                      "--guidance-max-ratio", "2.5", "--steps", "3"])
+    config = configure(BatchConfig, None, {"model": args.model, **settings_flags(args)})
+    assert config.model is None  # the registered prior for the input's operator
+    settings = config.settings
+    assert (settings.final_iterations, settings.step_filter, settings.guidance_max_ratio, settings.steps) == (
+        7, "hann", 2.5, 3)
+    assert settings.method is None and settings.snr is None  # not given: the operator family decides
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["batch", "in.h5", "out.h5", "--step-filter", "magic"])

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from scoreinv.checkpoint import read_checkpoint
-from scoreinv.cli import main
+from scoreinv.app.cli import main
 from scoreinv.config import ModelConfig, TrainingConfig
 
 TINY_TOML = """
@@ -168,9 +168,10 @@ def test_batch_matches_reconstruct(work, tmp_path, capsys):
     [
         (["train"], ["--steps STEPS", "(default: 10000)", "--batch-size", "(default: 32)", "(default: ve)"]),
         (["sample"], ["(default: 16)", "(default: 1000)", "(default: 0.16)", "(default: samples.png)"]),
-        (["reconstruct"], ["(default: ct-phantom)", "(default: 23)", "(default: per operator family",
-                           "(default: 1)", "(default: radon)"]),
-        (["batch"], ["(default: ct-phantom)", "--batch-size", "(default: 8)", "(default: per operator family"]),
+        (["reconstruct"], ["(default: the registered prior for the operator's modality", "(default: 23)",
+                           "(default: per operator family", "(default: 1)", "(default: radon)"]),
+        (["batch"], ["(default: the registered prior for the operator's modality", "--batch-size", "(default: 8)",
+                     "(default: per operator family"]),
         (["likelihood"], ["(default: 256)", "(default: False)", "(default: 0)"]),
         (["data", "simulate"], ["(default: radon)", "(default: 23)", "(default: 0.0)"]),
         (["data", "phantoms"], ["(default: 64)", "(default: mixed)", "(default: required)"]),
@@ -214,7 +215,9 @@ def test_help_shows_defaults(capsys, command, expected):
         (["reconstruct", "{sinograms}", "{out_npy}", "--model", "{model}", "--items", "20:30"], "no items selected"),
         (["reconstruct", "{corrupt_h5}", "{out_npy}", "--model", "{model}"], "is not a readable HDF5 file"),
         (["reconstruct", "{sinograms}", "{out_npy}", "--model", "no-such-prior"], "unknown bundled model"),
-        (["reconstruct", "{sinograms}", "{out_npy}", "--method", "magic"], "invalid choice: 'magic'"),
+        (["reconstruct", "{sinograms}", "{out_npy}", "--method", "magic"], "unknown method 'magic'"),
+        (["reconstruct", "{sinograms}", "{out_npy}", "--step-filter", "magic"], "invalid choice: 'magic'"),
+        (["reconstruct", "{sinograms}", "{out_npy}"], "no bundled prior fits 1-channel 16×16 ct images"),
         (["batch", "{sinograms}", "{out_npy}", "--model", "{model}"], "must be an .h5 file"),
         (["batch", "{images}", "{out_h5}", "--model", "{model}"], "measurements"),
         (["data", "simulate", "{images}", "{out_h5}", "--operator", "mask"], "needs exactly one of fraction"),

@@ -19,19 +19,17 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from conftest import tiny_model, tiny_model_config
 from scoreinv import training
 from scoreinv.checkpoint import read_checkpoint, save_checkpoint
-from scoreinv.config import ModelConfig, SDEConfig, TrainingConfig, UNetConfig
+from scoreinv.config import TrainingConfig
 from scoreinv.distributed import World
 from scoreinv.models import EMA, ScoreModel
 from scoreinv.training import train
 
 LAUNCH_TIMEOUT_S = 240
 
-MODEL = ModelConfig(
-    sde=SDEConfig(kind="ve", sigma_min=0.01, sigma_max=4.0),
-    unet=UNetConfig(image_size=8, channels=1, base_channels=8, channel_multipliers=(1, 2), num_res_blocks=1),
-)
+MODEL = tiny_model_config()
 
 
 def training_config(steps: int, **overrides) -> TrainingConfig:
@@ -44,8 +42,7 @@ def training_config(steps: int, **overrides) -> TrainingConfig:
 
 
 def build(seed: int) -> ScoreModel:
-    torch.manual_seed(seed)
-    return ScoreModel(MODEL)
+    return tiny_model(MODEL, seed=seed)
 
 
 def images() -> torch.Tensor:

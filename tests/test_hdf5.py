@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import scoreinv
-from scoreinv.cli import main
+from scoreinv.app.cli import main
 from scoreinv.config import PhantomDataConfig
 from scoreinv.datasets import (
     H5ImageDataset,
@@ -69,19 +69,17 @@ def test_dataset_pickles_without_its_handle(tmp_path, images):
 
 
 def test_training_on_the_file_matches_training_on_its_tensor(tmp_path):
-    from scoreinv.config import ModelConfig, SDEConfig, TrainingConfig, UNetConfig
-    from scoreinv.models import ScoreModel
+    from conftest import tiny_model, tiny_model_config
+    from scoreinv.config import TrainingConfig
     from scoreinv.training import train
 
     data = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(2))
     dataset = H5ImageDataset(write_images_h5(tmp_path / "train.h5", data))
-    config = ModelConfig(sde=SDEConfig(kind="ve", sigma_min=0.01, sigma_max=4.0),
-                         unet=UNetConfig(image_size=8, base_channels=8, channel_multipliers=(1, 2), num_res_blocks=1))
+    config = tiny_model_config()
     settings = TrainingConfig(steps=2, batch_size=4, warmup_steps=1, seed=1)
     models = []
     for source in (data, dataset):
-        torch.manual_seed(0)
-        models.append(ScoreModel(config))
+        models.append(tiny_model(config, seed=0))
         train(models[-1], source, settings, progress=False)
     for (name, a), b in zip(models[0].state_dict().items(), models[1].state_dict().values()):
         assert torch.equal(a, b), name

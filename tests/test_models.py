@@ -6,15 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from scoreinv.config import ModelConfig, SDEConfig, UNetConfig
+from conftest import tiny_model, tiny_model_config
+from scoreinv.config import ModelConfig, UNetConfig
 from scoreinv.models import EMA, ScoreModel, UNet
 from scoreinv.sde import VESDE, VPSDE
 
 
 def tiny_unet_config(**overrides) -> UNetConfig:
-    settings = dict(image_size=8, channels=1, base_channels=8, channel_multipliers=(1, 2), num_res_blocks=1)
-    settings.update(overrides)
-    return UNetConfig(**settings)
+    return tiny_model_config(**overrides).unet
 
 
 def randomise_(module: nn.Module, seed: int = 0) -> nn.Module:
@@ -113,8 +112,7 @@ def test_unet_rejects_bad_input():
 
 
 def score_model(kind: str = "ve", **unet) -> ScoreModel:
-    sde = SDEConfig(kind=kind, sigma_min=0.01, sigma_max=5.0)
-    return ScoreModel(ModelConfig(sde=sde, unet=tiny_unet_config(**unet), value_range=(0.0, 1.0)))
+    return tiny_model(tiny_model_config(sde=kind, sigma_max=5.0, **unet), seed=None)
 
 
 def test_score_model_properties():

@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from conftest import tiny_model, tiny_model_config
 from scoreinv.checkpoint import read_checkpoint
-from scoreinv.config import ModelConfig, SDEConfig, TrainingConfig, UNetConfig
+from scoreinv.config import ModelConfig, TrainingConfig
 from scoreinv.gaussian import GaussianPrior
 from scoreinv.losses import dsm_loss
 from scoreinv.models import ScoreModel
@@ -92,14 +93,6 @@ def test_dsm_loss_draws_through_the_generator_and_validates():
 # -- training -------------------------------------------------------------------------------
 
 
-def tiny_model_config(dropout: float = 0.0, **unet) -> ModelConfig:
-    settings = dict(
-        image_size=8, channels=1, base_channels=8, channel_multipliers=(1, 2), num_res_blocks=1, dropout=dropout
-    )
-    settings.update(unet)
-    return ModelConfig(sde=SDEConfig(kind="ve", sigma_min=0.01, sigma_max=4.0), unet=UNetConfig(**settings))
-
-
 def tiny_training(steps: int, **overrides) -> TrainingConfig:
     settings = dict(
         steps=steps, batch_size=8, learning_rate=1e-3, warmup_steps=2, ema_decay=0.9, checkpoint_every=1000, seed=3
@@ -109,8 +102,7 @@ def tiny_training(steps: int, **overrides) -> TrainingConfig:
 
 
 def build(config: ModelConfig, seed: int = 0) -> ScoreModel:
-    torch.manual_seed(seed)
-    return ScoreModel(config)
+    return tiny_model(config, seed=seed)
 
 
 def pattern_gaussian(sde) -> GaussianPrior:
@@ -138,10 +130,7 @@ def relative_score_error(model, prior, times=(0.2, 0.4, 0.6, 0.8), n=512) -> flo
 
 
 def test_training_learns_the_gaussian_score():
-    config = ModelConfig(
-        sde=SDEConfig(kind="ve", sigma_min=0.01, sigma_max=4.0),
-        unet=UNetConfig(image_size=8, base_channels=16, channel_multipliers=(1, 2), num_res_blocks=1, fourier_scale=4.0),
-    )
+    config = tiny_model_config(base_channels=16, fourier_scale=4.0)
     model = build(config)
     prior = pattern_gaussian(model.sde)
     data = prior.sample(2048, torch.Generator().manual_seed(1))

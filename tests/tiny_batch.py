@@ -9,8 +9,9 @@ from pathlib import Path
 
 import torch
 
+from conftest import tiny_model as build_tiny_model
+from conftest import tiny_model_config
 from scoreinv.checkpoint import save_checkpoint
-from scoreinv.config import ModelConfig, SDEConfig, UNetConfig
 from scoreinv.datasets import simulate_h5, write_images_h5
 from scoreinv.models import EMA, ScoreModel
 from scoreinv.operators import LinearOperator, RadonOp
@@ -23,17 +24,8 @@ def tiny_model(channels: int = 1, seed: int = 0) -> ScoreModel:
 
     (All-zero output layers give a zero score, which makes the Langevin step size infinite.)
     """
-    torch.manual_seed(seed)
-    config = ModelConfig(sde=SDEConfig(kind="ve", sigma_min=0.01, sigma_max=5.0),
-                         unet=UNetConfig(image_size=SIZE, channels=channels, base_channels=8,
-                                         channel_multipliers=(1, 2), num_res_blocks=1))
-    model = ScoreModel(config)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if not parameter.abs().max() > 0:
-                parameter.add_(0.02 * torch.randn(parameter.shape, generator=generator))
-    return model.eval()
+    config = tiny_model_config(sigma_max=5.0, image_size=SIZE, channels=channels)
+    return build_tiny_model(config, seed=seed, randomise="zeros", scale=0.02).eval()
 
 
 def tiny_checkpoint(path: Path, channels: int = 1) -> Path:

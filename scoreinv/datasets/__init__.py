@@ -1,7 +1,9 @@
 """Data sets that work offline: generated CT phantoms and small real images shipped by installed packages,
-and the HDF5 layout they are stored in (see docs/datasets.md)."""
+and the HDF5 layout they are stored in (see docs/datasets.md).
 
-from scoreinv.datasets.batch import BatchSummary, reconstruct_h5, work_folder
+Data only: nothing here knows how the data will be reconstructed (batch reconstruction of an
+HDF5 file is :func:`scoreinv.app.batch.reconstruct_h5`)."""
+
 from scoreinv.datasets.colour import COLOUR_SOURCES, colour_crops
 from scoreinv.datasets.digits import DIGITS_LEVELS, load_digits_split
 from scoreinv.datasets.generate import data_blocks, write_colour_h5, write_data_h5, write_phantoms_h5
@@ -27,7 +29,4 @@ __all__ = [
     "write_colour_h5",
     "simulate_h5",
     "operator_from_h5",
-    "reconstruct_h5",
-    "BatchSummary",
-    "work_folder",
 ]

@@ -41,16 +41,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from scoreinv._version import __version__
 from scoreinv.atomic import publish_atomically
 
 FORMAT = "scoreinv-data"
 FORMAT_VERSION = 1
-
-
-def _scoreinv_version() -> str:
-    import scoreinv  # lazily: the package's __init__ may import this module
-
-    return str(getattr(scoreinv, "__version__", "unknown"))
 
 
 def _config_json(config: Any) -> str:
@@ -213,7 +208,7 @@ class H5Writer:
             attributes["format"] = FORMAT
             attributes["format_version"] = FORMAT_VERSION
             attributes["config"] = self._config
-            attributes["scoreinv_version"] = _scoreinv_version()
+            attributes["scoreinv_version"] = __version__
             attributes["created_by"] = self.created_by
             for name, value in self._attributes.items():
                 attributes[name] = value

@@ -1,0 +1,387 @@
+"""The command functions of ``scoreinv``: validate the configuration, call the library, write files.
+
+Each ``command_<name>(args)`` runs one (sub)command on the namespace that
+:func:`scoreinv.app.cli.parser.build_parser` parsed; :data:`COMMANDS` maps the parser's
+``handler`` names to them. :func:`configure` merges a command's pydantic model from its
+defaults, the data, the configuration file and the flags, in that order. A user mistake raises
+:class:`UserError` (or a ``ValueError`` / ``OSError`` from the library): one line, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ValidationError
+
+from scoreinv.app import files
+from scoreinv.app.cli.parser import operator_flags, settings_flags
+from scoreinv.config import (
+    BatchConfig,
+    ColourDataConfig,
+    LikelihoodConfig,
+    OperatorConfig,
+    PhantomDataConfig,
+    ReconstructConfig,
+    SampleConfig,
+    SimulateConfig,
+    TrainRunConfig,
+)
+
+
+class UserError(Exception):
+    """A mistake in the command's input: reported as one line, exit code 2."""
+
+
+def describe(error: ValidationError) -> str:
+    """A pydantic error as one line: ``where: what`` per problem, unknown keys named."""
+    problems = []
+    for problem in error.errors():
+        where = ".".join(map(str, problem["loc"]))
+        if problem["type"] == "extra_forbidden":
+            problems.append(f"unknown key {where!r}")
+            continue
+        message = problem["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)
+
+
+def read_config_file(path: Path | None) -> dict[str, Any]:
+    """The table of a .toml or .json configuration file (empty without one)."""
+    if path is None:
+        return {}
+    if not path.exists():
+        raise UserError(f"config file not found: {path}")
+    if path.is_dir():
+        raise UserError(f"config file {path} is a folder")
+    suffix = path.suffix.lower()
+    if suffix not in (".toml", ".json"):
+        raise UserError(f"config file {path} must end in .toml or .json")
+    try:
+        text = path.read_text(encoding="utf-8")
+        content = tomllib.loads(text) if suffix == ".toml" else json.loads(text)
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path} is not a text file ({error})") from None
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"{path} is not valid TOML: {error}") from None
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(content, dict):
+        raise UserError(f"{path} must hold a table of settings, got {type(content).__name__}")
+    return content
+
+
+def _put(content: dict[str, Any], dotted: str, value: Any, *, replace: bool, source: str) -> None:
+    *parents, last = dotted.split(".")
+    node = content
+    for depth, name in enumerate(parents):
+        if node.get(name) is None:
+            node[name] = {}
+        if not isinstance(node[name], dict):
+            where = ".".join(parents[:depth + 1])
+            raise UserError(f"{source}: {where!r} must be a table of settings, got {node[name]!r}")
+        node = node[name]
+    if replace or last not in node:
+        node[last] = value
+
+
+def configure(kind: type[BaseModel], path: Path | None, flags: dict[str, Any],
+              defaults: dict[str, Any] | None = None) -> Any:
+    """Validate ``kind`` from its defaults < ``defaults`` (from the data) < the file < the flags.
+
+    ``flags`` and ``defaults`` map dotted field paths (``"settings.steps"``) to values; a
+    flag that was not given is ``None`` and leaves the file's value.
+    """
+    source = str(path) if path is not None else "flags"
+    content = read_config_file(path)
+    for dotted, value in (defaults or {}).items():
+        _put(content, dotted, value, replace=False, source=source)
+    for dotted, value in flags.items():
+        if value is not None:
+            _put(content, dotted, value, replace=True, source=source)
+    try:
+        return kind.model_validate(content)
+    except ValidationError as error:
+        where = f" ({path} and flags)" if path is not None else ""
+        raise UserError(f"invalid configuration{where}: {describe(error)}") from None
+
+
+def _training_data(path: Path) -> tuple[Any, tuple[int, ...], tuple[float, float]]:
+    """Images to train on (a tensor, or a lazy data set for a large .h5), their shape and value range."""
+    from scoreinv.datasets import H5ImageDataset
+
+    if path.suffix.lower() in (".h5", ".hdf5") and path.is_file():
+        dataset = H5ImageDataset(path)
+        low, high = files.value_range(lambda: files.h5_image_blocks(path))
+        if 4 * torch.Size(dataset.shape).numel() > 2**30:  # more than 1 GiB stays on disk, read per batch
+            return dataset, dataset.shape, (low, high)
+    images = files.read_images(path)
+    return images, tuple(images.shape), files.value_range(images)
+
+
+def command_train(args: argparse.Namespace) -> None:
+    from scoreinv.distributed import world
+    from scoreinv.models import ScoreModel
+    from scoreinv.training import train
+
+    data, shape, (found_low, found_high) = _training_data(args.data)
+    flags = {"model.sde.kind": args.sde, "training.steps": args.steps, "training.batch_size": args.batch_size,
+             "training.seed": args.seed, "training.learning_rate": args.learning_rate,
+             "training.checkpoint_every": args.checkpoint_every}
+    config = configure(TrainRunConfig, args.config, flags,
+                       defaults={"model.unet.image_size": shape[-1], "model.unet.channels": shape[1]})
+    if shape[-2] != shape[-1]:
+        raise UserError(f"images must be square, got {shape[-2]}×{shape[-1]}")
+    low, high = config.model.value_range
+    if found_low < low - 1e-6 or found_high > high + 1e-6:
+        raise UserError(f"{args.data} has values in [{found_low:.3g}, {found_high:.3g}], outside the "
+                        f"model's value_range {config.model.value_range}")
+    model = ScoreModel(config.model, seed=config.training.seed)
+    result = train(model, data, config.training, checkpoint_path=args.out, resume=not args.restart,
+                   device=args.device)
+    losses = result.losses[-100:]
+    summary = f"mean loss of the last {len(losses)} steps {sum(losses) / len(losses):.4f}" if losses else ""
+    if world().is_main:  # under torchrun every process runs this command: one summary line
+        print(f"trained to step {result.step} in {result.seconds:.1f} s; {summary}; wrote {args.out}")
+
+
+def command_sample(args: argparse.Namespace) -> None:
+    from scoreinv.checkpoint import load_model
+    from scoreinv.sampling import sample
+
+    config = configure(SampleConfig, args.config, {"n": args.n, "method": args.method, "steps": args.steps,
+                                                   "snr": args.snr, "seed": args.seed})
+    record = files.companion(args.out, "", ".json")
+    for path in (args.out, record):
+        files.check_output(path, (".npy", ".png") if path == args.out else (".json",), args.overwrite)
+    prior = load_model(args.model, device=args.device)
+    samples = sample(prior, config.n, method=config.method, steps=config.steps, predictor=config.predictor,
+                     corrector=config.corrector, snr=config.snr, corrector_steps=config.corrector_steps,
+                     rtol=config.rtol, atol=config.atol, seed=config.seed)
+    files.write_images(args.out, samples)
+    files.write_json(record, {"command": "sample", "model": args.model, "config": config})
+    print(f"wrote {config.n} samples to {args.out} (configuration in {record})")
+
+
+def _check_fits(images: torch.Tensor, model: Any, path: Path) -> None:
+    expected = (model.channels, model.image_size, model.image_size)
+    if tuple(images.shape[1:]) != expected:
+        raise UserError(f"{path} holds images of shape {tuple(images.shape[1:])}, the model was trained "
+                        f"on {expected}")
+
+
+def command_likelihood(args: argparse.Namespace) -> None:
+    from scoreinv.checkpoint import load_model
+    from scoreinv.likelihood import dequantize, log_likelihood
+
+    config = configure(LikelihoodConfig, args.config, {"levels": args.levels, "dequantize": args.dequantize,
+                                                       "exact": args.exact, "seed": args.seed})
+    if args.out is not None:
+        files.check_output(args.out, (".json",), overwrite=True)
+    prior = load_model(args.model, device=args.device)
+    images = files.read_images(args.data, files.parse_items(args.items))
+    _check_fits(images, prior, args.data)
+    images = images.to(next(prior.parameters()).device)
+    generator = torch.Generator(device=images.device).manual_seed(config.seed)
+    if config.dequantize:
+        images = dequantize(images, config.levels, prior.value_range, generator)
+    result = log_likelihood(prior, images, exact_divergence=config.exact, probe=config.probe, levels=config.levels,
+                            rtol=config.rtol, atol=config.atol, generator=generator)
+    bpd = result.bpd
+    spread = float(bpd.std()) if len(bpd) > 1 else 0.0
+    print(f"bits/dim {bpd.mean():.4f} ± {spread:.4f} over {len(bpd)} images "
+          f"(offset {result.offset:.3f} for {config.levels} levels on {tuple(prior.value_range)}, "
+          f"{result.divergence} divergence, {result.nfe} evaluations, {result.seconds:.1f} s)")
+    if args.out is not None:
+        files.write_json(args.out, {
+            "bpd_mean": float(bpd.mean()), "bpd_std": spread, "bpd": bpd.tolist(), "logp": result.logp.tolist(),
+            "offset": result.offset, "nfe": result.nfe, "divergence": result.divergence,
+            "model": args.model, "data": str(args.data), "items": args.items, "config": config,
+        })
+
+
+def _registered_prior(operator: OperatorConfig, measurement_shape: tuple[int, ...]) -> str:
+    """The registered prior for measurements made by ``operator`` (given by flags, so without a
+    size): the first registered image shape whose operator produces measurements of this shape,
+    then the library's rule (:func:`scoreinv.checkpoint.default_prior`) for that operator."""
+    from scoreinv.checkpoint import PRIORS, default_prior
+
+    for entry in PRIORS.values():
+        try:
+            candidate = operator.build(entry.image_size, entry.channels)
+        except ValueError:  # the operator does not work on this prior's channels
+            continue
+        expected = tuple(candidate.out_shape)
+        compared = min(len(expected), len(measurement_shape))
+        if tuple(measurement_shape[-compared:]) == expected[-compared:]:
+            return default_prior(candidate.modality, entry.channels, entry.image_size)
+    raise UserError(f"no registered prior fits measurements of shape {tuple(measurement_shape)} from operator "
+                    f"{operator.kind!r}: pass --model")
+
+
+def command_reconstruct(args: argparse.Namespace) -> None:
+    from scoreinv.checkpoint import default_prior, load_model
+    from scoreinv.reconstruct import posterior, resolve_settings
+
+    flags = {"model": args.model, **operator_flags(args), **settings_flags(args)}
+    config = configure(ReconstructConfig, args.config, flags)
+    samples = config.settings.num_samples
+    outputs = [args.out, files.companion(args.out, "", ".json")]
+    if samples > 1:
+        outputs.insert(1, files.companion(args.out, "_std"))
+    for path in outputs:
+        files.check_output(path, (".json",) if path.suffix == ".json" else (".npy", ".png"), args.overwrite)
+    measurements, operator, indices = files.read_measurements(args.measurements, files.parse_items(args.items))
+    if operator is not None and config.operator is not None:
+        raise UserError(f"{args.measurements} states the operator that made it: drop the operator flags "
+                        "and the [operator] section")
+    model_name, model = config.model, None
+    if operator is None:  # a .npy input: the operator from the flags, its size from the model
+        if config.operator is None:
+            config = config.model_copy(update={"operator": OperatorConfig()})
+        if model_name is None:
+            model_name = _registered_prior(config.operator, tuple(measurements.shape))
+        model = load_model(model_name, device=args.device)
+        operator = config.operator.build(model.image_size, model.channels)
+    settings = resolve_settings(operator, config.settings)  # the method is checked before a prior is loaded
+    if model is None:
+        if model_name is None:
+            channels, height, width = operator.in_shape
+            if height != width:
+                raise UserError(f"no registered prior works on {height}×{width} images: pass --model")
+            model_name = default_prior(operator.modality, channels, height)
+        model = load_model(model_name, device=args.device)
+    if indices is None:  # a .npy input: its items are numbered from 0, one item alone is item 0
+        batched = measurements.ndim == len(operator.out_shape) + 1
+        indices = list(range(measurements.shape[0])) if batched else [0]
+    # Item i is seeded from (seed, i, sample), as in `scoreinv batch`: the same item gives the same
+    # result whatever else is reconstructed with it.
+    result = posterior(measurements, operator, model, settings=settings, device=args.device, item_seeds=indices)
+    if args.out.suffix.lower() == ".npy":
+        files.write_npy(args.out, result.mean)
+        if samples > 1:
+            files.write_npy(outputs[1], result.std)
+    else:
+        files.write_grid(args.out, result.mean)
+        if samples > 1:  # the std is small next to the images: scaled so that its largest value is white
+            files.write_grid(outputs[1], result.std, scale=max(float(result.std.max()), 1e-12))
+    files.write_json(outputs[-1], {
+        "command": "reconstruct", "measurements": str(args.measurements), "items": args.items, "config": config,
+        "model": str(model_name), "operator": operator.config(), "settings": result.settings, "nfe": result.nfe,
+        "seconds": result.seconds,
+    })
+    count = 1 if result.mean.ndim == 3 else result.mean.shape[0]
+    print(f"reconstructed {count} item{'s' * (count != 1)} ({samples} sample{'s' * (samples != 1)} each, "
+          f"{result.nfe} score evaluations per sample, {result.seconds:.1f} s); wrote "
+          f"{', '.join(map(str, outputs))}")
+
+
+def command_batch(args: argparse.Namespace) -> None:
+    from scoreinv.app.batch import reconstruct_h5
+    from scoreinv.distributed import world
+
+    config = configure(BatchConfig, args.config, {"model": args.model, "batch_size": args.batch_size,
+                                                  **settings_flags(args)})
+    for path, what in ((args.input, "input"), (args.output, "output")):
+        if path.suffix.lower() not in (".h5", ".hdf5"):
+            raise UserError(f"the {what} {path} must be an .h5 file")
+    summary = reconstruct_h5(args.input, args.output, model=config.model, settings=config.settings,
+                             batch_size=config.batch_size, device=args.device, overwrite=args.overwrite)
+    if world().is_main:  # under torchrun every process runs this command: one summary line
+        quality = f"; mean PSNR {summary.psnr:.2f} dB, SSIM {summary.ssim:.3f}" if summary.psnr is not None else ""
+        print(f"{summary.items} items: {summary.computed} reconstructed, {summary.reused} already done, "
+              f"{summary.failed} failed in {summary.seconds:.1f} s{quality}; wrote {summary.path}")
+
+
+def _check_output(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise UserError(f"{path} exists; pass --overwrite to replace it")
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give a file name such as {path / 'data.h5'}")
+
+
+def _report_written(path: Path, what: str, config: Any, seconds: float) -> None:
+    from scoreinv.datasets import H5ImageDataset
+
+    shape = H5ImageDataset(path).shape
+    megabytes = path.stat().st_size / 2**20
+    print(f"wrote {shape} {what} to {path} ({megabytes:.1f} MB, seed {config.seed}, {seconds:.1f} s)")
+
+
+def command_demo(args: argparse.Namespace) -> None:
+    from scoreinv.app.demo import run_demo
+
+    if args.quick:
+        args.images, args.steps, args.samples, args.sirt_iterations = 2, 20, 2, 50
+    result = run_demo(args.out, model=args.model, n_images=args.images, views=args.views, noise=args.noise,
+                      steps=args.steps, num_samples=args.samples, sirt_iterations=args.sirt_iterations,
+                      seed=args.seed)
+    print(f"\n{args.images} held-out phantoms, {args.views} views, {args.noise:.0%} sinogram noise\n")
+    print(result.table())
+    print(f"\nwrote {result.figure} and {result.report}")
+
+
+def command_data_phantoms(args: argparse.Namespace) -> None:
+    import time
+
+    from scoreinv.datasets import write_data_h5
+
+    config = configure(PhantomDataConfig, args.config, {"family": args.family, "n": args.n, "size": args.size,
+                                                        "seed": args.seed, "block_size": args.block_size})
+    _check_output(args.out, args.overwrite)
+    started = time.perf_counter()
+    write_data_h5(args.out, config, overwrite=args.overwrite, created_by="scoreinv data phantoms")
+    _report_written(args.out, f"{config.family} phantoms", config, time.perf_counter() - started)
+
+
+def command_data_colour(args: argparse.Namespace) -> None:
+    import time
+
+    from scoreinv.datasets import write_data_h5
+
+    flags = {"sources": args.sources, "n": args.n, "size": args.size, "seed": args.seed, "scale": args.scale,
+             "augment": args.augment, "max_background": args.max_background, "block_size": args.block_size}
+    config = configure(ColourDataConfig, args.config, flags)
+    _check_output(args.out, args.overwrite)
+    started = time.perf_counter()
+    write_data_h5(args.out, config, overwrite=args.overwrite, created_by="scoreinv data colour")
+    what = f"colour crops of {'+'.join(config.sources)}"
+    _report_written(args.out, what, config, time.perf_counter() - started)
+
+
+def command_data_simulate(args: argparse.Namespace) -> None:
+    import time
+
+    from scoreinv.datasets import simulate_h5
+
+    config = configure(SimulateConfig, args.config, {**operator_flags(args), "seed": args.seed})
+    for path, what in ((args.input, "input"), (args.output, "output")):
+        if path.suffix.lower() not in (".h5", ".hdf5"):
+            raise UserError(f"the {what} {path} must be an .h5 file")
+    _check_output(args.output, args.overwrite)
+    count, channels, height, width = files.h5_image_shape(args.input)
+    if height != width:
+        raise UserError(f"{args.input} holds {height}×{width} images; the operators need square ones")
+    operator = config.operator.build(height, channels)
+    started = time.perf_counter()
+    simulate_h5(args.input, args.output, operator, seed=config.seed, overwrite=args.overwrite)
+    print(f"wrote {count} measurements of shape {tuple(operator.out_shape)} ({type(operator).__name__}, "
+          f"noise std {config.operator.noise_std:g}, seed {config.seed}) to {args.output} "
+          f"({time.perf_counter() - started:.1f} s)")
+
+
+COMMANDS = {
+    "train": command_train,
+    "sample": command_sample,
+    "reconstruct": command_reconstruct,
+    "batch": command_batch,
+    "likelihood": command_likelihood,
+    "demo": command_demo,
+    "data_phantoms": command_data_phantoms,
+    "data_colour": command_data_colour,
+    "data_simulate": command_data_simulate,
+}
