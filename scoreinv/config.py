@@ -143,7 +143,7 @@ class PhantomDataConfig(StrictModel):
     """
 
     kind: Literal["phantoms"] = "phantoms"
-    family: Literal["ellipses", "chest", "mixed"] = "mixed"
+    family: Literal["ellipses", "chest", "mixed", "anatomy"] = "mixed"
     n: int = Field(ge=1, description="number of images")
     size: int = Field(64, ge=8, description="height = width, pixels")
     seed: int = Field(0, ge=0, lt=2**32)

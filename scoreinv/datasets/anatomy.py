@@ -12,8 +12,9 @@ is drawn at its own HU (``TISSUE_HU``) with the variation real slices show:
   sternum, scapulae).
 * **Texture**: each organ's HU varies smoothly across it (low-frequency fields, a few HU
   to 15 HU) with a fine parenchymal texture on top; lung parenchyma is mottled and denser
-  posteriorly (dependent lung); cancellous bone is a trabecular network (bone fraction
-  15–35%) thresholded from noise at twice the resolution and averaged down.
+  posteriorly (dependent lung); cancellous bone (+180…+420 HU, the voxel average of marrow
+  and trabeculae) is mottled by noise on cells of about 1/160 of the field (≈ 2 mm) averaged
+  down to the pixels, so the mottle fades at low resolution as a voxel averages more of it.
 * **Vessel trees**: branching, tapering trees from the hila into the lungs and from the
   porta hepatis into the liver, plus vessel cross-sections scattered in the lungs; the
   heart, aorta, vena cava and (head) falx. One image in three is contrast-enhanced.
@@ -110,12 +111,13 @@ class _Canvas:
         self.mid = _standardise(F.interpolate(torch.randn((n, 1, 24, 24), generator=generator), size=(size, size),
                                               mode="bicubic", align_corners=False))
         self.enhanced = torch.rand(n, generator=generator) < 1 / 3
-        # pixel-scale texture and the trabecular network (bone fraction per pixel), from the texture stream
+        # pixel-scale texture and the trabecular mottle, from the texture stream
         self.fine = _standardise(_binomial_blur(torch.randn((n, 1, size, size), generator=texture)))
-        trabecular_noise = _standardise(_binomial_blur(torch.randn((n, 1, 2 * size, 2 * size), generator=texture)))
-        fraction = 0.15 + 0.2 * torch.rand(n, generator=texture)  # bone volume fraction of cancellous bone
-        threshold = torch.special.ndtri(1 - fraction).view(-1, 1, 1, 1)  # the noise is standard normal
-        self.trabecular = F.avg_pool2d((trabecular_noise > threshold).float(), 2)
+        # trabecular mottle: smooth noise on cells of 1/160 of the field (≈ 2 mm for a body), averaged down to
+        # the pixels, so that it fades at low resolution as the voxel averages over more trabeculae
+        factor = max(1, math.ceil(160 / size))
+        mottle = _standardise(_binomial_blur(torch.randn((n, 1, factor * size, factor * size), generator=texture)))
+        self.trabecular = F.avg_pool2d(mottle, factor) if factor > 1 else mottle
         self._weights = _subpixel_weights(supersample)
         self.hu = torch.full((n, 1, size, size), _hu("air"))
         self.labels = torch.zeros((n, 1, size, size), dtype=torch.long)
@@ -252,9 +254,8 @@ class _Canvas:
         return torch.where(self.enhanced, self.uniform(150, 300), self.tissue("blood"))
 
     def cancellous(self) -> torch.Tensor:
-        """Trabecular bone: marrow (−30…+60 HU) and bone (+1100…+1400 HU) mixed by the trabecular network."""
-        marrow, bone = self.uniform(-30, 60), self.uniform(1100, 1400)
-        return (marrow.view(-1, 1, 1, 1) + (bone - marrow).view(-1, 1, 1, 1) * self.trabecular
+        """Cancellous bone: marrow and trabeculae averaged over the voxel (+180…+420 HU), mottled."""
+        return (self.uniform(180, 420).view(-1, 1, 1, 1) + self.uniform(80, 140).view(-1, 1, 1, 1) * self.trabecular
                 + 8 * self.fine)
 
     def bone(self, level: torch.Tensor, shell: float | torch.Tensor) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from scoreinv.config import ColourDataConfig, PhantomDataConfig
+from scoreinv.datasets.anatomy import anatomy_phantoms
 from scoreinv.datasets.colour import COLOUR_SOURCES, colour_crops
 from scoreinv.datasets.hdf5 import H5Writer
 from scoreinv.datasets.phantoms import chest_phantoms, random_ellipses
@@ -41,7 +42,7 @@ def data_blocks(config: DataConfig) -> Iterator[torch.Tensor]:
             ellipses = random_ellipses(count // 2, config.size, generator)
             yield torch.cat([ellipses, chest_phantoms(count - count // 2, config.size, generator)])
         else:
-            family = random_ellipses if config.family == "ellipses" else chest_phantoms
+            family = {"ellipses": random_ellipses, "chest": chest_phantoms, "anatomy": anatomy_phantoms}[config.family]
             yield family(count, config.size, generator)
 
 
@@ -78,7 +79,7 @@ def write_phantoms_h5(
     created_by: str | None = None,
 ) -> Path:
     """Write ``n`` CT phantoms ``(n, 1, size, size)`` of ``family`` (``"ellipses"``, ``"chest"``,
-    ``"mixed"``: half of each block each) to ``path``. See :class:`~scoreinv.config.PhantomDataConfig`.
+    ``"mixed"``: half of each block each, ``"anatomy"``) to ``path``. See :class:`~scoreinv.config.PhantomDataConfig`.
     """
     config = PhantomDataConfig(family=family, n=n, size=size, seed=seed, block_size=block_size)
     return write_data_h5(path, config, overwrite=overwrite,

@@ -12,6 +12,11 @@ same seed draws the same shapes at any size.
   tissue with a fat layer, two lungs, a heart, a spine with vertebral body and canal, ribs
   along the body wall, vessels inside the lungs, and low-amplitude smooth soft-tissue
   texture.
+
+The intensity levels of both predate the package's HU convention and are kept as they are (the
+bundled CT prior was trained on them); docs/datasets.md gives the HU each level stands for.
+:func:`~scoreinv.datasets.anatomy.anatomy_phantoms` (family ``"anatomy"``) draws tissues at their
+HU.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+from scoreinv.datasets.anatomy import anatomy_phantoms
 
 
 def _uniform(generator: torch.Generator, shape: tuple[int, ...], low: float, high: float) -> torch.Tensor:
@@ -158,11 +165,16 @@ def chest_phantoms(n: int, size: int, generator: torch.Generator | None = None) 
     return image.clamp(0, 1)
 
 
-FAMILIES = {"ellipses": random_ellipses, "chest": chest_phantoms}
+FAMILIES = {"ellipses": random_ellipses, "chest": chest_phantoms, "anatomy": anatomy_phantoms}
 
 
 def phantoms(family: str, n: int, size: int, seed: int) -> torch.Tensor:
-    """``n`` phantoms of a family (``"ellipses"``, ``"chest"`` or ``"mixed"`` = half each), seeded."""
+    """``n`` phantoms of a family, seeded.
+
+    Families: ``"ellipses"``, ``"chest"``, ``"mixed"`` (the first ``n // 2`` ellipses, the rest
+    chest) and ``"anatomy"`` (:func:`~scoreinv.datasets.anatomy.anatomy_phantoms`: head, thorax
+    and abdomen slices in turn).
+    """
     generator = torch.Generator().manual_seed(int(seed))
     if family == "mixed":
         first = n // 2
