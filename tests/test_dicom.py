@@ -53,6 +53,7 @@ def test_folder_import_writes_the_ct_slices_and_names_the_skipped_files(ct_folde
     assert "MR" in skipped[str(ct_folder / "other" / "MR_small.dcm")]
     assert "truncated" in skipped[str(ct_folder / "other" / "cut.dcm")]
     assert "skipped 2 files" in result.summary()
+    assert "2 CT slices of 2 series" in result.summary()
     with h5py.File(out) as handle:
         images = handle["images"][:]
         assert images.shape == (2, 1, 32, 32) and images.dtype == np.float32
@@ -144,3 +145,34 @@ def test_missing_paths_are_named():
     assert len(found.slices) == 1
     assert found.skipped == [("/nonexistent/folder", "no such file or folder")]
     assert not math.isnan(found.slices[0].position)
+
+
+def test_command_line(ct_folder, tmp_path, capsys):
+    from scoreinv.app.cli import main
+
+    out = tmp_path / "cli.h5"
+    assert main(["data", "dicom", str(ct_folder), str(out), "--size", "24", "--window", "-1000", "1000"]) == 0
+    captured = capsys.readouterr()
+    assert "wrote 2 CT slices" in captured.out and "(2, 1, 24, 24)" in captured.out
+    assert "MR_small.dcm: not CT" in captured.err and "cut.dcm: truncated" in captured.err
+    with h5py.File(out) as handle:
+        assert handle["images"].shape == (2, 1, 24, 24) and handle.attrs["window_high_hu"] == 1000
+        assert handle.attrs["created_by"] == "scoreinv data dicom"
+    # nothing usable: one error line, exit 2, no file
+    empty = tmp_path / "none.h5"
+    assert main(["data", "dicom", str(ct_folder / "other"), str(empty)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("scoreinv: error: no CT slice") and "\n" not in error
+    assert not empty.exists()
+    # an existing output without --overwrite
+    assert main(["data", "dicom", str(ct_folder), str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_command_line_without_pydicom(ct_folder, tmp_path, capsys, monkeypatch):
+    from scoreinv.app.cli import main
+
+    monkeypatch.setitem(sys.modules, "pydicom", None)
+    assert main(["data", "dicom", str(ct_folder), str(tmp_path / "x.h5")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == 'scoreinv: error: reading DICOM needs pydicom: pip install "scoreinv[dicom]"'

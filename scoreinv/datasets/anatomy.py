@@ -218,7 +218,7 @@ class _Canvas:
             du, dv = self.u - ax, self.v - ay
             t = ((du * ex + dv * ey) / (ex * ex + ey * ey).clamp_min(1e-12)).clamp(0, 1)
             d = torch.sqrt((du - t * ex) ** 2 + (dv - t * ey) ** 2)
-            covered = (torch.minimum(d + r, torch.full_like(d, h / 2)) - torch.maximum(d - r, torch.full_like(d, -h / 2)))
+            covered = (d + r).clamp(max=h / 2) - (d - r).clamp(min=-h / 2)
             result = torch.maximum(result, (covered / h).clamp(0, 1))
         return result
 
@@ -318,7 +318,8 @@ def _spine(c: _Canvas, body: dict[str, torch.Tensor], scale: torch.Tensor) -> to
     # paraspinal muscles behind the transverse processes
     muscles = c.level(_SIDES * scale.view(-1, 1) * 0.12 * torch.ones(c.n, 2)
                       * c.uniform(0.9, 1.1, 1), (spine_v - 0.15 * scale).view(-1, 1).expand(c.n, 2),
-                      0.1 * scale.view(-1, 1) * c.uniform(0.8, 1.1, 2), 0.075 * scale.view(-1, 1) * c.uniform(0.8, 1.1, 2),
+                      0.1 * scale.view(-1, 1) * c.uniform(0.8, 1.1, 2),
+                      0.075 * scale.view(-1, 1) * c.uniform(0.8, 1.1, 2),
                       c.uniform(-0.3, 0.3, 2), wobble=0.06)
     c.paint(c.cover(muscles), c.value(c.tissue("muscle"), low=4, fine=6, field=2), "muscle")
     # posterior arch (laminae), spinous and transverse processes
@@ -348,8 +349,9 @@ def _ribs(c: _Canvas, body: dict[str, torch.Tensor], count: int, arc: tuple[floa
     ru = radius * body["au"].view(-1, 1) * torch.cos(phase)
     rv = body["cv"].view(-1, 1) + radius * body["av"].view(-1, 1) * torch.sin(phase)
     keep = c.chance(present, 2 * count)
-    size_u = torch.where(keep, c.uniform(0.035, 0.05, 2 * count), torch.full((c.n, 2 * count), 1e-4)) * scale.view(-1, 1)
-    size_v = torch.where(keep, c.uniform(0.016, 0.024, 2 * count), torch.full((c.n, 2 * count), 1e-4)) * scale.view(-1, 1)
+    absent = torch.full((c.n, 2 * count), 1e-4)  # a rib that is not in this slice: a vanishing ellipse
+    size_u = torch.where(keep, c.uniform(0.035, 0.05, 2 * count), absent) * scale.view(-1, 1)
+    size_v = torch.where(keep, c.uniform(0.016, 0.024, 2 * count), absent) * scale.view(-1, 1)
     tangent = torch.atan2(body["av"].view(-1, 1) * torch.cos(phase), -body["au"].view(-1, 1) * torch.sin(phase))
     c.bone(c.level(ru, rv, size_u, size_v, tangent, wobble=0.05), 0.4)
 

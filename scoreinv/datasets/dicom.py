@@ -147,7 +147,8 @@ class DicomImport:
         line = (f"wrote {self.n_slices} CT slices of {self.n_series} series ({self.n_slices}, 1, {self.size}, "
                 f"{self.size}) to {self.path} (HU window [{low:g}, {high:g}], {self.square} to square)")
         if self.skipped:
-            line += f"; skipped {len(self.skipped)} files"
+            count = len(self.skipped)
+            line += f"; skipped {count} file{'' if count == 1 else 's'}"
         return line
 
 

@@ -9,8 +9,9 @@
         [SAMPLER SETTINGS] [--device D] [--overwrite]
     scoreinv likelihood MODEL DATA.npy|.h5 [--config FILE] [--levels 256] [--exact] [--items 0:10] [--out R.json]
     scoreinv demo [--quick] [--model NAME|PATH] [--out FOLDER]
-    scoreinv data phantoms OUT.h5 --n N [--size S] [--family ellipses|chest|mixed] [--seed K] [--config FILE]
+    scoreinv data phantoms OUT.h5 --n N [--size S] [--family ellipses|chest|mixed|anatomy] [--seed K] [--config FILE]
     scoreinv data colour OUT.h5 --n N [--size S] [--seed K] [--sources histology retina] [--config FILE]
+    scoreinv data dicom PATH... OUT.h5 [--size 64] [--window LOW HIGH] [--square pad|crop] [--overwrite]
     scoreinv data simulate IN.h5 OUT.h5 [--operator radon|mask|grayscale] [--views 23] [--noise-std S]
         [--fraction F] [--seed K] [--config FILE] [--overwrite]
 

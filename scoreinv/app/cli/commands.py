@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -353,6 +354,26 @@ def command_data_colour(args: argparse.Namespace) -> None:
     _report_written(args.out, what, config, time.perf_counter() - started)
 
 
+def command_data_dicom(args: argparse.Namespace) -> None:
+    import time
+
+    from scoreinv.datasets.dicom import dicom_to_h5
+
+    if args.out.suffix.lower() not in (".h5", ".hdf5"):
+        raise UserError(f"the output {args.out} must be an .h5 file")
+    _check_output(args.out, args.overwrite)
+    window = tuple(args.window) if args.window is not None else None
+    started = time.perf_counter()
+    try:
+        result = dicom_to_h5(args.paths, args.out, size=args.size, window=window, square=args.square,
+                             overwrite=args.overwrite, created_by="scoreinv data dicom")
+    except ImportError as error:  # pydicom is an optional dependency
+        raise UserError(str(error)) from None
+    for name, reason in result.skipped:
+        print(f"skipped {name}: {reason}", file=sys.stderr)
+    print(f"{result.summary()} ({time.perf_counter() - started:.1f} s)")
+
+
 def command_data_simulate(args: argparse.Namespace) -> None:
     import time
 
@@ -383,5 +404,6 @@ COMMANDS = {
     "demo": command_demo,
     "data_phantoms": command_data_phantoms,
     "data_colour": command_data_colour,
+    "data_dicom": command_data_dicom,
     "data_simulate": command_data_simulate,
 }

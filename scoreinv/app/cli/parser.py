@@ -242,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--config", type=Path, help=config_help.format("PhantomDataConfig"))
     setting(phantom, "--n", PhantomDataConfig, "n", type=int)
     setting(phantom, "--size", PhantomDataConfig, "size", type=int)
-    setting(phantom, "--family", PhantomDataConfig, "family", help="ellipses, chest or mixed (half each)")
+    setting(phantom, "--family", PhantomDataConfig, "family",
+            help="ellipses, chest, mixed (half each) or anatomy (head, thorax, abdomen)")
     setting(phantom, "--seed", PhantomDataConfig, "seed", type=int, help="one torch.Generator seed for the whole file")
     setting(phantom, "--block-size", PhantomDataConfig, "block_size", type=int)
     phantom.add_argument("--overwrite", action="store_true", help="replace an existing file")
@@ -263,6 +264,17 @@ def build_parser() -> argparse.ArgumentParser:
     setting(colour, "--block-size", ColourDataConfig, "block_size", type=int)
     colour.add_argument("--overwrite", action="store_true", help="replace an existing file")
     colour.set_defaults(handler="data_colour")
+    dicom = data_kinds.add_parser("dicom", help="CT slices of DICOM files and folders, in a HU window (N, 1, S, S)",
+                                  formatter_class=defaults)
+    dicom.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="DICOM files and folders (read recursively)")
+    dicom.add_argument("out", type=Path, metavar="OUT.h5", help="the HDF5 file to write")
+    dicom.add_argument("--size", type=int, default=64, help="height = width of the resized slices, pixels")
+    dicom.add_argument("--window", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
+                       help="the HU mapped to 0 and 1 (default: the package's CT window, -1000 2000)")
+    dicom.add_argument("--square", choices=["pad", "crop"], default="pad",
+                       help="make non-square slices square by padding with air or by a centred crop")
+    dicom.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    dicom.set_defaults(handler="data_dicom")
     simulate = data_kinds.add_parser("simulate", help="measure the images of an .h5 file with an operator",
                                      formatter_class=defaults)
     simulate.add_argument("input", type=Path, metavar="IN.h5", help="images (data phantoms / data colour)")
