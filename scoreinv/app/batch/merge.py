@@ -62,8 +62,24 @@ def _index(items: np.ndarray) -> slice | list[int]:
 
 
 def merge_parts(folder: Path, out_path: Path, job: BatchInput, config: dict[str, Any], run: dict[str, Any],
-           num_samples: int) -> None:
-    """Join the parts into ``out_path`` (temporary file + rename), then remove the work folder."""
+                num_samples: int) -> None:
+    """Join the parts into ``out_path`` (temporary file + rename), then remove the work folder.
+
+    Parameters
+    ----------
+    folder:
+        The work folder; every item of ``job`` must be held by one of its parts.
+    out_path:
+        The output file (layout in docs/batch.md).
+    job:
+        The input (items, operator, whether ground truth is there).
+    config:
+        The job's configuration, stored as the ``config`` attribute (its identity).
+    run:
+        How it ran (batch size, device, processes), stored as the ``run`` attribute.
+    num_samples:
+        Posterior samples per item: above 1 the ``posterior_std`` is merged too.
+    """
     parts = part_items(folder)
     missing = sorted(set(range(job.items)) - set(parts))
     if missing:
