@@ -164,18 +164,31 @@ def test_newer_format_version_is_refused(tmp_path):
         read_checkpoint(path)
 
 
-def test_bundled_names(tmp_path, monkeypatch):
+def test_registered_names(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"unknown bundled model 'no-such-prior'.*available"):
         load_model("no-such-prior")
-    # with a weights folder holding one prior, the name resolves to it
+    # a prior registered from outside the package resolves by name and becomes the default
+    # prior of its modality and size
     model, ema = model_with_ema()
     save_checkpoint(tmp_path / "tiny-prior.pt", model, ema=ema)
-    monkeypatch.setattr(checkpoint, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(checkpoint, "PRIORS", {})
+    checkpoint.register_prior("tiny-prior", tmp_path / "tiny-prior.pt", modality="mri", channels=1,
+                              image_size=model.image_size)
     assert bundled_models() == ["tiny-prior"]
+    assert checkpoint.default_prior("mri", 1, model.image_size) == "tiny-prior"
+    assert checkpoint.default_prior(None, 1, model.image_size) == "tiny-prior"
+    with pytest.raises(ValueError, match=r"no bundled prior fits.*tiny-prior \(mri, 1 channel"):
+        checkpoint.default_prior("ct", 1, model.image_size)
     x, t = probe()
     assert torch.equal(load_model("tiny-prior")(x, t), load_model(tmp_path / "tiny-prior.pt")(x, t))
     with pytest.raises(ValueError, match=r"'ct'.*\['tiny-prior'\]"):
         load_model("ct")
+
+
+def test_the_bundled_priors_are_registered_with_what_their_files_say():
+    for entry in checkpoint.PRIORS.values():
+        model = load_model(entry.name)
+        assert (model.channels, model.image_size) == (entry.channels, entry.image_size)
 
 
 def test_fp16_export_loads_as_float32(tmp_path):
