@@ -176,3 +176,26 @@ def test_command_line_without_pydicom(ct_folder, tmp_path, capsys, monkeypatch):
     assert main(["data", "dicom", str(ct_folder), str(tmp_path / "x.h5")]) == 2
     error = capsys.readouterr().err.strip()
     assert error == 'scoreinv: error: reading DICOM needs pydicom: pip install "scoreinv[dicom]"'
+
+
+SERIES = ["2062", "2392", "2693", "3023", "3353"]  # one 5-slice CT series (pydicom's DICOMDIR tests), z falling
+
+
+def test_a_series_is_ordered_by_slice_position_then_instance_number(tmp_path):
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for k, name in enumerate(SERIES):  # file names in the order of falling z
+        shutil.copy(shipped(name), folder / f"{k}.dcm")
+    found = read_dicom_ct(folder)
+    positions = [s.position for s in found.slices]
+    assert len(positions) == 5 and positions == sorted(positions)
+    assert [s.source.rsplit("/", 1)[-1] for s in found.slices] == ["4.dcm", "3.dcm", "2.dcm", "1.dcm", "0.dcm"]
+    # without positions, InstanceNumber orders the series
+    for k, path in enumerate(sorted(folder.iterdir())):
+        ds = pydicom.dcmread(path)
+        del ds.ImagePositionPatient
+        ds.InstanceNumber = [3, 1, 5, 2, 4][k]
+        ds.save_as(path)
+    found = read_dicom_ct(folder)
+    assert all(math.isnan(s.position) for s in found.slices)
+    assert [s.instance_number for s in found.slices] == [1, 2, 3, 4, 5]
