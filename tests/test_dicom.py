@@ -199,3 +199,21 @@ def test_a_series_is_ordered_by_slice_position_then_instance_number(tmp_path):
     found = read_dicom_ct(folder)
     assert all(math.isnan(s.position) for s in found.slices)
     assert [s.instance_number for s in found.slices] == [1, 2, 3, 4, 5]
+
+
+def test_every_reason_to_skip(tmp_path):
+    data = open(shipped("CT_small.dcm"), "rb").read()
+    (tmp_path / "notes.txt").write_text("not DICOM")
+    (tmp_path / "cut_pixels.dcm").write_bytes(data[: len(data) // 2])        # pixel data cut short
+    (tmp_path / "cut_header.dcm").write_bytes(data[: len(data) // 10])       # cut before the pixel data
+    ds = pydicom.dcmread(shipped("CT_small.dcm"))
+    for keyword in ("PixelData", "Rows", "Columns", "SOPClassUID"):
+        delattr(ds, keyword)
+    ds.save_as(tmp_path / "no_pixels.dcm")                                   # CT modality, no image
+    shutil.copy(shipped("MR_small.dcm"), tmp_path / "mr.dcm")
+    reasons = dict((name.rsplit("/", 1)[-1], reason) for name, reason in read_dicom_ct(tmp_path).skipped)
+    assert reasons["notes.txt"].startswith("not DICOM")
+    assert reasons["cut_pixels.dcm"].startswith("truncated")
+    assert reasons["cut_header.dcm"].startswith("truncated")
+    assert reasons["no_pixels.dcm"].startswith("not an image")
+    assert reasons["mr.dcm"].startswith("not CT")
