@@ -302,19 +302,19 @@ def _trunk(c: _Canvas, width: tuple[float, float], depth: tuple[float, float], f
     cv = c.uniform(-0.06, 0.02)
     fat_t, muscle_t = c.uniform(*fat), c.uniform(0.04, 0.08)
     body = c.level(0.0, cv, au, av, c.uniform(-0.05, 0.05), wobble=0.05)
-    # a flatter back: the posterior half of the body is pressed onto the table
     skin, subcutaneous, wall, cavity = c.covers(body, 1.0, 0.985, 1 - fat_t, 1 - fat_t - muscle_t)
     c.paint(skin, c.value(c.tissue("soft_tissue"), fine=5), "skin")
     c.paint(subcutaneous, c.value(c.tissue("fat"), low=8, fine=6, field=1), "fat")
     c.paint(wall, c.value(c.tissue("muscle"), low=5, fine=6, field=2), "muscle")
     c.paint(cavity, c.value(cavity_hu, low=10, mid=cavity_mottle, fine=6, field=1), "fat")
     inner = 1 - fat_t - muscle_t
-    return {"au": au, "av": av, "cv": cv, "inner": inner, "cavity": cavity, "fat_t": fat_t}
+    spine_v = cv - av * c.uniform(0.45, 0.55)  # the vertebral body's centre, behind the organs
+    return {"au": au, "av": av, "cv": cv, "inner": inner, "cavity": cavity, "fat_t": fat_t, "spine_v": spine_v}
 
 
-def _spine(c: _Canvas, body: dict[str, torch.Tensor], scale: torch.Tensor) -> torch.Tensor:
-    """Paraspinal muscles, vertebral body, posterior elements and the spinal canal; returns the body's v."""
-    spine_v = body["cv"] - body["av"] * c.uniform(0.45, 0.55)
+def _spine(c: _Canvas, body: dict[str, torch.Tensor], scale: torch.Tensor) -> None:
+    """Paraspinal muscles, vertebral body, posterior elements and the spinal canal at ``body["spine_v"]``."""
+    spine_v = body["spine_v"]
     # paraspinal muscles behind the transverse processes
     muscles = c.level(_SIDES * scale.view(-1, 1) * 0.12 * torch.ones(c.n, 2)
                       * c.uniform(0.9, 1.1, 1), (spine_v - 0.15 * scale).view(-1, 1).expand(c.n, 2),
@@ -337,7 +337,6 @@ def _spine(c: _Canvas, body: dict[str, torch.Tensor], scale: torch.Tensor) -> to
     c.bone(vertebra, c.uniform(0.1, 0.16))
     canal = c.level(0.0, canal_v, 0.045 * scale, 0.04 * scale, 0.0, wobble=0.05)
     c.paint(c.cover(canal), c.value(c.uniform(15, 30), fine=3), "csf")
-    return spine_v
 
 
 def _ribs(c: _Canvas, body: dict[str, torch.Tensor], count: int, arc: tuple[float, float], present: float,
@@ -456,12 +455,12 @@ def _thorax(c: _Canvas) -> None:
     c.paint(pericardium * lower, c.value(c.tissue("fat"), fine=6), "fat")
     c.paint(myocardium * lower, c.value(c.tissue("muscle"), low=4, fine=5), "heart")
     c.paint(chambers * lower * c.enhanced.float().view(-1, 1, 1, 1), c.value(c.blood(), fine=8), "vessel")
-    spine_guess = cv - av * 0.5
+    spine_v = body["spine_v"]
     arch = c.level(torch.stack([-c.uniform(0.05, 0.1), c.uniform(0.06, 0.12)], 1) * scale.view(-1, 1),
-                   torch.stack([cv + av * c.uniform(0.15, 0.3), spine_guess + c.uniform(0.14, 0.2) * scale], 1),
+                   torch.stack([cv + av * c.uniform(0.15, 0.3), spine_v + c.uniform(0.14, 0.2) * scale], 1),
                    c.uniform(0.05, 0.075, 2) * scale.view(-1, 1), c.uniform(0.05, 0.075, 2) * scale.view(-1, 1),
                    0.0, wobble=0.03)
-    descending = c.level(c.uniform(0.06, 0.12) * scale, spine_guess + c.uniform(0.14, 0.2) * scale,
+    descending = c.level(c.uniform(0.06, 0.12) * scale, spine_v + c.uniform(0.14, 0.2) * scale,
                          c.uniform(0.05, 0.065) * scale, c.uniform(0.05, 0.065) * scale, 0.0, wobble=0.03)
     aorta = torch.where(upper.view(-1, 1, 1, 1), arch, descending)
     c.paint(c.cover(aorta), c.value(c.blood(), fine=6), "vessel")
@@ -494,7 +493,7 @@ def _abdomen(c: _Canvas) -> None:
     au, av, cv, cavity = body["au"], body["av"], body["cv"], body["cavity"]
     scale = au / 0.88
     enhanced = c.enhanced.float()
-    spine_v = cv - av * c.uniform(0.45, 0.55)
+    spine_v = body["spine_v"]
     # psoas muscles beside the vertebral body
     psoas = c.level(_SIDES * (0.15 * scale).view(-1, 1) * c.uniform(0.9, 1.1, 2),
                     (spine_v + 0.02 * scale).view(-1, 1) + c.uniform(-0.02, 0.02, 2),
