@@ -1,0 +1,146 @@
+"""Sparse-view CT on real scans: the CT slices that ship with pydicom and pydicom-data.
+
+    python benchmarks/real_ct.py                         # the bundled CT prior at its defaults
+    python benchmarks/real_ct.py --model runs/ct.pt --figure docs/figures/real_ct.png
+
+The slices are real patient CT (nobody here made them), imported with
+:func:`scoreinv.datasets.read_dicom_ct` (HU through RescaleSlope / Intercept), mapped to [0, 1]
+with the package's HU window and resized to 64² with anti-aliasing (padded to square with air).
+They are a test set only: no prior is trained on them.
+
+Rows: noise-free and Gaussian noise of 1% of each slice's sinogram peak, 23 views. Methods: FBP,
+SIRT-300, TV (Chambolle–Pock, 500 iterations) with λ chosen on 8 validation anatomy phantoms at
+the same noise level, and scoreinv at its defaults (``--model``). PSNR / SSIM with data range 1,
+per slice and mean ± std. ``--figure`` draws truth, FBP, SIRT, TV and scoreinv per slice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scoreinv.checkpoint import load_model
+from scoreinv.classical import sirt, tv_reconstruction
+from scoreinv.datasets import phantoms
+from scoreinv.datasets.dicom import ct_slice_to_unit, read_dicom_ct
+from scoreinv.metrics import psnr, ssim
+from scoreinv.operators import RadonOp
+from scoreinv.reconstruct import posterior
+
+# CT Image Storage files of pydicom and pydicom-data that decode without extra codecs.
+SLICES = ["CT_small.dcm", "693_UNCR.dcm", "explicit_VR-UN.dcm", "J2K_pixelrep_mismatch.dcm"]
+VALIDATION_SEED = 5_000_000
+TV_WEIGHTS = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0]
+
+
+def real_slices(size: int) -> tuple[torch.Tensor, list[str]]:
+    """(n, 1, size, size) in [0, 1] and the file names, for the shipped slices that decode here."""
+    from pydicom.data import get_testdata_file
+
+    paths = [path for path in (get_testdata_file(name, download=False) for name in SLICES) if path is not None]
+    scans = read_dicom_ct(paths)
+    images = [ct_slice_to_unit(item.hu, size) for item in scans.slices]
+    names = [Path(item.source).name + (f"[{item.frame}]" if getattr(item, "frame", None) else "")
+             for item in scans.slices]
+    return torch.from_numpy(np.stack(images))[:, None], names
+
+
+def simulate(truth: torch.Tensor, noise: float, views: int) -> tuple[RadonOp, torch.Tensor]:
+    """Sinograms with Gaussian noise of ``noise`` × each slice's clean peak (one operator per batch:
+    the largest peak of the batch sets σ_y, so every slice gets at most 1%)."""
+    clean = RadonOp(views, image_size=truth.shape[-1])
+    operator = RadonOp(views, image_size=truth.shape[-1], noise_std=noise * float(clean(truth).abs().max()))
+    return operator, operator.simulate(truth, generator=torch.Generator().manual_seed(7))
+
+
+def tuned_tv_weight(noise: float, views: int, size: int, iterations: int) -> float:
+    validation = phantoms("anatomy", 8, size, seed=VALIDATION_SEED)
+    operator, y = simulate(validation, noise, views)
+    scores = {weight: float(psnr(tv_reconstruction(operator, y, weight, iterations).clamp(0, 1), validation).mean())
+              for weight in TV_WEIGHTS}
+    return max(scores, key=scores.get)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="ct-phantom")
+    parser.add_argument("--views", type=int, default=23)
+    parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.01])
+    parser.add_argument("--tv-iterations", type=int, default=500)
+    parser.add_argument("--sirt-iterations", type=int, default=300)
+    parser.add_argument("--figure", type=Path)
+    args = parser.parse_args()
+
+    prior = load_model(args.model)
+    size = prior.image_size
+    truth, names = real_slices(size)
+    print(f"# {len(truth)} real CT slices ({', '.join(names)}), {size}², {args.views} views, model "
+          f"{args.model}; {platform.machine()}, {torch.get_num_threads()} torch threads\n")
+    print("| noise | method | PSNR (dB) per slice | PSNR mean ± std | SSIM mean ± std | s / slice |")
+    print("|---|---|---|---|---|---|")
+    shown: dict[str, torch.Tensor] = {"truth": truth}
+    for noise in args.noise:
+        operator, y = simulate(truth, noise, args.views)
+        tv_weight = tuned_tv_weight(noise, args.views, size, args.tv_iterations)
+        methods = {
+            "FBP": lambda: operator.pinv(y),
+            f"SIRT-{args.sirt_iterations}": lambda: sirt(operator, y, args.sirt_iterations),
+            f"TV (λ={tv_weight:g} on validation)": lambda: tv_reconstruction(operator, y, tv_weight,
+                                                                              args.tv_iterations),
+        }
+        settings: dict = {}
+
+        def scoreinv_default() -> torch.Tensor:
+            result = posterior(y, operator, prior, progress=False)
+            settings.update(result.settings, nfe=result.nfe)
+            return torch.as_tensor(result.mean)
+
+        methods["scoreinv (defaults)"] = scoreinv_default
+        for label, method in methods.items():
+            started = time.perf_counter()
+            estimate = method().detach().cpu().clamp(0, 1)
+            seconds = (time.perf_counter() - started) / len(truth)
+            quality, structure = psnr(estimate, truth), ssim(estimate, truth)
+            per_slice = " / ".join(f"{value:.1f}" for value in quality)
+            print(f"| {noise:.0%} | {label} | {per_slice} | {quality.mean():.2f} ± {quality.std():.2f} | "
+                  f"{structure.mean():.3f} ± {structure.std():.3f} | {seconds:.2f} |", flush=True)
+            if noise == args.noise[-1]:
+                shown[label.split(" (")[0]] = estimate
+        print(f"\nscoreinv settings at {noise:.0%}: method {settings.get('method')}, steps {settings.get('steps')}, "
+              f"{settings.get('nfe')} score evaluations\n")
+    if args.figure:
+        figure(args.figure, shown, names, args.noise[-1])
+
+
+def figure(path: Path, shown: dict[str, torch.Tensor], names: list[str], noise: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, columns = len(names), len(shown)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 1.9 * rows), squeeze=False)
+    for r in range(rows):
+        for c, (label, images) in enumerate(shown.items()):
+            axis = axes[r, c]
+            axis.imshow(images[r, 0].numpy(), cmap="gray", vmin=0.2, vmax=0.45)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if r == 0:
+                axis.set_title(label, fontsize=9)
+            if c == 0:
+                axis.set_ylabel(names[r], fontsize=7)
+    fig.suptitle(f"real CT slices, 23 views, {noise:.0%} noise (display −400…350 HU)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
