@@ -352,6 +352,19 @@ def load_model(
     return model
 
 
+def trainable_copy(path_or_name: str | os.PathLike, device: str | torch.device | None = None) -> ScoreModel:
+    """A prior's EMA weights as a model to train further (train mode, parameters trainable).
+
+    ``scoreinv train --init-from NAME|PATH`` starts from it with a fresh optimiser and its
+    learning-rate warm-up, so a prior can keep improving on another machine or on new data.
+    The architecture, SDE and preconditioning are the prior's own.
+    """
+    model = load_model(path_or_name, device=device)
+    model.train()
+    model.requires_grad_(True)
+    return model
+
+
 def export_model(
     source: str | os.PathLike | ScoreModel,
     path_out: str | os.PathLike,

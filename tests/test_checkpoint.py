@@ -233,3 +233,13 @@ def test_load_model_argument_checks(tmp_path):
     assert torch.equal(load_model(path, weights="raw", device="cpu")(x, t), model(x, t))
     with pytest.raises(ValueError, match="'ema' or 'raw'"):
         load_model(path, weights="best")
+
+
+def test_trainable_copy_starts_from_the_ema_weights(tmp_path):
+    model, ema = model_with_ema()
+    path = save_checkpoint(tmp_path / "prior.pt", model, ema=ema)
+    copy = checkpoint.trainable_copy(path)
+    assert copy.training and all(parameter.requires_grad for parameter in copy.parameters())
+    x, t = probe()
+    copy.eval()
+    assert torch.equal(copy(x, t), load_model(path)(x, t))
