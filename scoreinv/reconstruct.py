@@ -160,7 +160,9 @@ def _prior_and_operator(model: Any, operator: LinearOperator, measurement_shape:
     if getattr(model, "sde", None) is None:
         raise ValueError("the model must carry its SDE (.sde): load it with scoreinv.load_model")
     channels, size = getattr(model, "channels", None), getattr(model, "image_size", None)
-    image_shape = (int(channels), int(size), int(size)) if channels is not None and size is not None else None
+    image_shape = getattr(model, "item_shape", None)  # an analytic prior of any (C, H, W)
+    if image_shape is None and channels is not None and size is not None:
+        image_shape = (int(channels), int(size), int(size))
     return model, operator.bind(image_shape=image_shape, measurement_shape=measurement_shape)
 
 

@@ -131,3 +131,35 @@ OPERATOR_CASES = _operator_cases()
 def operator_case(request) -> OperatorCase:
     """One operator of the shared registry (``.name``, ``.operator``, ``.unsized``)."""
     return request.param
+
+
+# --- the one registry of priors ---------------------------------------------------------------------
+# Samplers, methods and the likelihood accept any prior (a score callable carrying ``.sde``):
+# tests that should hold for every kind iterate these. ``make_prior(kind, item_shape)`` builds one
+# for images of ``item_shape`` (C, H, W); the network kind needs square 1- or 3-channel images of
+# an even size.
+
+PRIOR_KINDS = ("gaussian-ve", "gaussian-vp", "gaussian-subvp", "tiny-network")
+
+
+def make_prior(kind: str, item_shape):
+    from scoreinv.gaussian import GaussianPrior
+    from scoreinv.sde import SubVPSDE, VESDE, VPSDE
+
+    channels, height, width = item_shape
+    if kind == "tiny-network":
+        if height != width or channels not in (1, 3) or height % 2:
+            pytest.skip(f"the tiny network models square 1/3-channel images of even size, not {tuple(item_shape)}")
+        return tiny_model(image_size=height, channels=channels, randomise="zeros")
+    sde = {"gaussian-ve": VESDE(0.01, 10.0), "gaussian-vp": VPSDE(0.1, 20.0), "gaussian-subvp": SubVPSDE(0.1, 20.0)}[kind]
+    mean = torch.full(tuple(item_shape), 0.5)
+    variance = torch.linspace(0.02, 0.08, int(torch.tensor(item_shape).prod())).reshape(item_shape)
+    return GaussianPrior(sde, mean, variance)
+
+
+@pytest.fixture(params=[kind if kind == "gaussian-ve" else pytest.param(kind, marks=pytest.mark.slow)
+                        for kind in PRIOR_KINDS])
+def prior_kind(request) -> str:
+    """One kind of the shared prior registry (build it with ``make_prior(kind, item_shape)``); the
+    default suite runs the VE Gaussian, the slow suite the others."""
+    return request.param
