@@ -45,6 +45,27 @@ def test_train_sample_likelihood_round_trip(tmp_path, tiny_data, capsys):
     assert "trained to step 4" in capsys.readouterr().out
 
 
+def test_train_init_from_continues_a_prior_with_its_own_architecture(tmp_path, tiny_data, capsys):
+    import torch
+
+    from scoreinv.checkpoint import load_model
+
+    data, config = tiny_data
+    first = tmp_path / "first.pt"
+    assert main(["train", str(data), "--out", str(first), "--config", str(config), "--steps", "2"]) == 0
+    more = tmp_path / "more.pt"
+    # no --config: the architecture and SDE (VP here, the default is VE) come from the prior
+    assert main(["train", str(data), "--out", str(more), "--init-from", str(first), "--steps", "1"]) == 0
+    assert "trained to step 1" in capsys.readouterr().out
+    assert load_model(more).config == load_model(first).config
+    x, t = torch.rand(2, 1, 8, 8), torch.full((2,), 0.5)
+    assert not torch.equal(load_model(more)(x, t), load_model(first)(x, t))  # it trained on
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((4, 1, 16, 16), dtype=np.float32))
+    assert main(["train", str(wrong), "--out", str(tmp_path / "x.pt"), "--init-from", str(first)]) == 2
+    assert "models 1-channel 8² images" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "arguments, message",
     [

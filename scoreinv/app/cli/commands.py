@@ -141,7 +141,15 @@ def command_train(args: argparse.Namespace) -> None:
     if found_low < low - 1e-6 or found_high > high + 1e-6:
         raise UserError(f"{args.data} has values in [{found_low:.3g}, {found_high:.3g}], outside the "
                         f"model's value_range {config.model.value_range}")
-    model = ScoreModel(config.model, seed=config.training.seed)
+    if args.init_from:
+        from scoreinv.checkpoint import trainable_copy
+
+        model = trainable_copy(args.init_from)
+        if (model.channels, model.image_size) != (shape[1], shape[-1]):
+            raise UserError(f"--init-from {args.init_from} models {model.channels}-channel {model.image_size}² "
+                            f"images, but {args.data} holds {shape[1]}-channel {shape[-1]}² images")
+    else:
+        model = ScoreModel(config.model, seed=config.training.seed)
     result = train(model, data, config.training, checkpoint_path=args.out, resume=not args.restart,
                    device=args.device)
     losses = result.losses[-100:]

@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     setting(train, "--checkpoint-every", TrainingConfig, "checkpoint_every", type=int)
     setting(train, "--seed", TrainingConfig, "seed", type=int, help="seeds initialisation, batches and noise")
     train.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    train.add_argument("--init-from", metavar="NAME|PATH",
+                       help="start from this prior's EMA weights (its architecture, SDE and preconditioning; the "
+                       "[model] settings are ignored) with a fresh optimiser and warm-up")
     train.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ...; under torchrun cuda means "
                        "cuda:LOCAL_RANK (default: the CPU)")
     train.set_defaults(handler="train")
