@@ -1,7 +1,7 @@
 """The decomposed sampler on the bundled CT prior: quality against score evaluations, measured.
 
-    OMP_NUM_THREADS=1 python benchmarks/decomposed_settings.py --n 4 --evals 10 20 50 100 \\
-        '{}' '{"eta": 0.5}' '{"cg_iterations": 10}' '{"time_grid": "karras"}'
+    OMP_NUM_THREADS=1 python benchmarks/decomposed_settings.py \\
+        '{}' '{"eta": 0.5}' '{"cg_iterations": 10}' '{"time_grid": "karras"}' --n 4 --evals 10 20 50 100
 
 Each positional argument is a JSON dict of :func:`scoreinv.posterior` options added to
 ``method="decomposed"`` (``{}``: its defaults); each runs at every ``--evals`` count (steps =

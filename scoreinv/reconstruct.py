@@ -2,12 +2,13 @@
 
 :func:`resolve_settings` is the one place where sampler settings are completed: every field of
 :class:`~scoreinv.config.ReconstructionSettings` left unset takes the operator family's choice
-(``operator.default_settings()``), then the method's own default; the method is checked
+(``operator.default_settings(method)``: the family's choice for the chosen method, or for its
+own method when none is chosen), then the method's own default; the method is checked
 against the operator. The families choose (measured values in docs/reconstruct.md):
 
 | operator                | method        | steps | λ / ζ  | final projection         |
 |-------------------------|---------------|-------|--------|--------------------------|
-| RadonOp, noiseless      | consistency   | 500   | λ = 1  | 20 CG iterations, δ = 0  |
+| RadonOp, noiseless      | decomposed    | 50    | —      | 7 CG iterations on x̂₀    |
 | RadonOp, noise_std > 0  | consistency   | 200   | λ = 1  | FBP-based replacement (a)|
 | MaskOp, GrayscaleOp     | replacement   | 1000  | λ = 1  | exact replacement        |
 | any other operator      | guidance      | 1000  | ζ = 1  | —                        |
@@ -102,7 +103,7 @@ def resolve_settings(operator: LinearOperator, settings: ReconstructionSettings 
         raise ValueError(f"settings must be a ReconstructionSettings or a mapping, got {type(settings).__name__}")
     chosen = {key: value for key, value in overrides.items() if value is not None}
     values = ReconstructionSettings(**{**settings.model_dump(exclude_unset=True), **chosen}).model_dump()
-    family = operator.default_settings()
+    family = operator.default_settings(values["method"])
     if values["method"] is None:
         values["method"] = family["method"]
     method = get_method(values["method"])

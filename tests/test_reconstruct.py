@@ -49,8 +49,8 @@ def test_posterior_returns_mean_std_and_samples(ct):
     np.testing.assert_allclose(result.mean, result.samples.mean(axis=1), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(result.std, result.samples.std(axis=1, ddof=1), rtol=1e-4, atol=1e-6)
     assert (result.std > 0).all()
-    assert result.settings["method"] == "consistency" and result.settings["num_samples"] == 5
-    assert result.nfe == 40  # 20 predictor/denoising + 20 corrector evaluations
+    assert result.settings["method"] == "decomposed" and result.settings["num_samples"] == 5
+    assert result.nfe == 20  # noise-free CT defaults to the decomposed sampler: one evaluation per step
     # reconstruct with num_samples > 1 is the posterior mean
     mean = reconstruct(y.numpy(), operator, prior, steps=20, num_samples=5, seed=0, progress=False)
     np.testing.assert_array_equal(mean, result.mean)
@@ -85,7 +85,7 @@ def test_defaults_per_operator_family_then_method_then_user():
     guided = resolve_settings(RadonOp(23, image_size=32), method="guidance")
     assert guided.guidance_scale == 1.0 and guided.guidance_max_ratio == 10.0
     # the user's choice wins, from a settings object or a keyword; None leaves a field unset
-    chosen = resolve_settings(RadonOp(23, image_size=32), {"steps": 7}, weight=0.5, snr=None)
+    chosen = resolve_settings(RadonOp(23, image_size=32), {"steps": 7}, method="consistency", weight=0.5, snr=None)
     assert (chosen.steps, chosen.weight, chosen.snr) == (7, 0.5, 0.246)
     with pytest.raises(ValueError, match="stepz"):
         resolve_settings(RadonOp(23, image_size=32), stepz=3)
@@ -122,7 +122,7 @@ def test_a_method_registered_from_outside_runs_through_posterior(ct):
 
 def test_fbp_windows_reach_the_consistency_steps_and_other_operators_refuse_them(ct):
     prior, operator, y = ct
-    options = dict(steps=10, seed=0, progress=False, final_iterations=0)
+    options = dict(method="consistency", steps=10, seed=0, progress=False, final_iterations=0)
     ramp = posterior(y, operator, prior, **options).mean
     assert torch.equal(ramp, posterior(y, operator, prior, step_filter="ram-lak", final_filter="ram-lak",
                                        **options).mean)

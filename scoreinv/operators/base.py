@@ -254,9 +254,12 @@ class LinearOperator(abc.ABC):
     #: Names of the conditional-sampling methods (``scoreinv.solvers.METHODS``) that suit it.
     supported_methods: tuple[str, ...] = ("guidance", "decomposed")
 
-    def default_settings(self) -> dict:
+    def default_settings(self, method: str | None = None) -> dict:
         """Sampler settings (fields of ``scoreinv.config.ReconstructionSettings``) chosen for this
-        operator family; ``reconstruct.resolve_settings`` fills every unset field from here."""
+        operator family, for ``method`` (None: the family's own choice of method, named under
+        ``"method"``); ``reconstruct.resolve_settings`` fills every unset field from here."""
+        if method == "decomposed":
+            return {"method": "decomposed", "steps": 100}
         return {"method": "guidance", "steps": 1000, "snr": 0.16, "guidance_scale": 1.0}
 
     def bind(self, *, image_shape: Shape | None = None, measurement_shape: Shape | None = None) -> LinearOperator:
@@ -461,7 +464,9 @@ class SubsampledTransformOp(LinearOperator):
 
     supported_methods = ("consistency", "replacement", "guidance", "decomposed")
 
-    def default_settings(self) -> dict:
+    def default_settings(self, method: str | None = None) -> dict:
+        if method == "decomposed":
+            return super().default_settings(method)
         return {"method": "consistency", "steps": 500, "snr": 0.16, "weight": 1.0,
                 "final_iterations": 20, "final_damping": 0.0}
 

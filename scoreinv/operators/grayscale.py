@@ -49,7 +49,9 @@ class GrayscaleOp(SubsampledTransformOp):
     matrix = _M.float()
     modality = "colour"
 
-    def default_settings(self) -> dict:
+    def default_settings(self, method: str | None = None) -> dict:
+        if method == "decomposed":
+            return super().default_settings(method)
         return {"method": "replacement", "steps": 1000, "snr": 0.16}
 
     def __init__(self, image_size=None, noise_std: float = 0.0, *, noise: NoiseModel | None = None) -> None:

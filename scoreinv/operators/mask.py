@@ -164,7 +164,9 @@ class MaskOp(SubsampledTransformOp):
         self.mask = m.float()
         self._mask64 = m
 
-    def default_settings(self) -> dict:
+    def default_settings(self, method: str | None = None) -> dict:
+        if method == "decomposed":
+            return super().default_settings(method)
         return {"method": "replacement", "steps": 1000, "snr": 0.16}
 
     # --- options ------------------------------------------------------------------------------------

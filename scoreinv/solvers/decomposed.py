@@ -105,9 +105,7 @@ class Decomposed(Method):
     (``cg_iterations``, ``damping_weight``), on a ``time_grid``; one score evaluation per step."""
 
     name = "decomposed"
-    defaults = {"eta": 0.85, "cg_iterations": 5, "damping_weight": 1.0, "time_grid": "log-sigma"}
-    #: Below this many steps the estimate is unreliable; ``sample`` refuses fewer.
-    min_steps = 5
+    defaults = {"eta": 1.0, "cg_iterations": 7, "damping_weight": 3.0, "time_grid": "log-sigma"}
 
     def build(self, score_fn: ScoreFn, sde: SDE, operator: Any, y: torch.Tensor,
               settings: ReconstructionSettings) -> tuple[ScoreFn, Conditioning | None]:
@@ -119,8 +117,6 @@ class Decomposed(Method):
                progress: bool = True) -> SampleResult:
         """One posterior sample per measurement: :func:`pc_sample` with the ``ddim`` predictor,
         no corrector, the consistency of :meth:`build` in its ``denoised`` and ``finish`` hooks."""
-        if settings.steps < self.min_steps:
-            raise ValueError(f"method 'decomposed' needs steps >= {self.min_steps}, got {settings.steps}")
         sampler_score, conditioning = self.build(score_fn, sde, operator, y, settings)
         if eps is not None:
             conditioning.final_time = float(eps)
