@@ -172,3 +172,9 @@ def test_rounding_differences_are_not_amplified():
     results = [posterior(y, operator, model, settings=settings, seed=0, progress=False).mean
                for model in (prior, perturbed)]
     assert (results[0] - results[1]).abs().max() < 1e-4
+
+
+def test_consistency_warns_below_its_reliable_step_count():
+    prior, operator, y, _ = ct_problem(0.0)
+    with pytest.warns(UserWarning, match="below 50 steps it collapsed"):
+        posterior(y, operator, prior, method="consistency", steps=5, progress=False)
