@@ -217,7 +217,9 @@ class ReconstructionSettings(StrictModel):
     predictor: str = Field("reverse_diffusion", description="predictor of the PC loop")
     corrector: str = Field("langevin", description="corrector of the PC loop")
     corrector_steps: int = Field(1, ge=0, description="corrector steps per sampler step")
-    num_samples: int = Field(1, ge=1, description="posterior samples per item")
+    num_samples: int | None = Field(
+        None, ge=1, description="posterior samples per item; the result is their mean (None: the operator "
+        "family's choice, else 1)")
     seed: int = Field(0, ge=0, lt=2**63, description="seeds every random draw")
 
 

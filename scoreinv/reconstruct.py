@@ -113,6 +113,10 @@ def resolve_settings(operator: LinearOperator, settings: ReconstructionSettings 
     for key, value in values.items():
         if value is None:
             values[key] = family.get(key, method.defaults.get(key))
+    values["num_samples"] = values["num_samples"] or 1
+    if values["steps"] < method.minimum_steps:
+        raise ValueError(f"method {method.name!r} needs at least {method.minimum_steps} steps, got {values['steps']} "
+                         f"({method.minimum_steps_reason})")
     for key, registry in (("predictor", PREDICTORS), ("corrector", CORRECTORS)):
         if values[key] not in registry:
             raise ValueError(f"unknown {key} {values[key]!r}; choose one of {sorted(registry)}")

@@ -125,8 +125,9 @@ def test_reconstruct_h5_writes_every_item_with_metrics_and_configuration(files, 
     assert np.isfinite(result["psnr"]).all() and np.isfinite(result["ssim"]).all()
     assert summary.psnr == pytest.approx(result["psnr"].mean())
     config = summary.config
-    assert config["settings"]["steps"] == 3 and config["settings"]["method"] == "consistency"  # default resolved
-    assert config["settings"]["snr"] is not None and config["operator"]["type"] == "RadonOp"
+    assert config["settings"]["steps"] == 3 and config["settings"]["method"] == "decomposed"  # default resolved
+    assert config["settings"]["cg_iterations"] is not None
+    assert config["operator"]["type"] == "RadonOp"
     assert config["model"]["config"]["unet"]["image_size"] == SIZE and len(config["model"]["sha256"]) == 64
 
     # items 2 and 3 through scoreinv.posterior, a batch of two like the job's: the same numbers

@@ -125,7 +125,7 @@ def test_reconstruct_h5_and_npy_inputs_npy_and_png_outputs(work, tmp_path, capsy
     record = json.loads((tmp_path / "from_h5.json").read_text())
     assert record["config"]["settings"]["steps"] == 4 and record["config"]["settings"]["num_samples"] == 2
     assert record["operator"]["type"] == "RadonOp" and record["operator"]["n_views"] == 8
-    assert record["settings"]["method"] == "consistency" and record["nfe"] > 0
+    assert record["settings"]["method"] == "decomposed" and record["nfe"] > 0
 
     # the same sinograms as a .npy, with the operator from the flags: the same reconstructions
     with h5py.File(work.sinograms) as handle:

@@ -121,7 +121,7 @@ def test_settings_resolve_and_few_steps_degrade_gracefully():
     # choosing another method keeps that method's family defaults
     assert resolve_settings(operator, method="consistency").steps >= 200
     prior, operator, y, _ = ct_problem(0.0)
-    with pytest.raises(ValueError, match="steps must be >= 2"):
+    with pytest.raises(ValueError, match="'decomposed' needs at least 2 steps, got 1"):
         posterior(y, operator, prior, method="decomposed", steps=1, progress=False)
     # few steps degrade gracefully (no collapse): 3 steps still fit the data
     few = posterior(y, operator, prior, method="decomposed", steps=3, seed=0, progress=False)
@@ -174,7 +174,9 @@ def test_rounding_differences_are_not_amplified():
     assert (results[0] - results[1]).abs().max() < 1e-4
 
 
-def test_consistency_warns_below_its_reliable_step_count():
+def test_consistency_refuses_fewer_steps_than_its_minimum():
     prior, operator, y, _ = ct_problem(0.0)
-    with pytest.warns(UserWarning, match="below 50 steps it collapsed"):
-        posterior(y, operator, prior, method="consistency", steps=5, progress=False)
+    with pytest.raises(ValueError, match="'consistency' needs at least 50 steps, got 49"):
+        posterior(y, operator, prior, method="consistency", steps=49, progress=False)
+    # the decomposed sampler has no such minimum
+    assert torch.isfinite(torch.as_tensor(posterior(y, operator, prior, steps=3, progress=False).mean)).all()

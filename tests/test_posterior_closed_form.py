@@ -109,6 +109,7 @@ def test_noisy_ct_default_path_matches_the_noisy_posterior():
     assert std_error < NOISY_DEFAULT_TOLERANCES[1]
 
 
-# The noisy RadonOp default (consistency with the noise-aware gain, 200 steps) measured
-# 0.117 / 0.51 here; guidance at the same cost 0.020 / 0.045.
-NOISY_DEFAULT_TOLERANCES = (0.15, 0.60)
+# The noisy RadonOp default (decomposed, 25 steps) measured 0.018 / 0.144 here (the former
+# default, consistency with the noise-aware gain at 200 steps, 0.117 / 0.51; guidance at 400
+# evaluations 0.020 / 0.045).
+NOISY_DEFAULT_TOLERANCES = (0.12, 0.30)

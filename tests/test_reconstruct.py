@@ -78,15 +78,21 @@ def test_colorization_keeps_the_gray_image():
 
 def test_defaults_per_operator_family_then_method_then_user():
     noisy = resolve_settings(RadonOp(23, image_size=32, noise_std=0.1))
-    assert (noisy.method, noisy.final_iterations, noisy.step_filter, noisy.final_filter) == (
-        "consistency", 0, "shepp-logan", "hann")
+    assert (noisy.method, noisy.steps, noisy.num_samples) == ("decomposed", 25, 4)
+    assert resolve_settings(RadonOp(23, image_size=32)).num_samples == 1  # the field's fallback
+    # choosing a method takes the family's settings for that method
+    noisy = resolve_settings(RadonOp(23, image_size=32, noise_std=0.1), method="consistency")
+    assert (noisy.final_iterations, noisy.step_filter, noisy.final_filter, noisy.num_samples) == (
+        0, "shepp-logan", "hann", 1)
     assert resolve_settings(MaskOp(image_size=8, fraction=0.5)).method == "replacement"
     # a method the family does not default to takes the method's own defaults for what it reads
     guided = resolve_settings(RadonOp(23, image_size=32), method="guidance")
     assert guided.guidance_scale == 1.0 and guided.guidance_max_ratio == 10.0
     # the user's choice wins, from a settings object or a keyword; None leaves a field unset
-    chosen = resolve_settings(RadonOp(23, image_size=32), {"steps": 7}, method="consistency", weight=0.5, snr=None)
-    assert (chosen.steps, chosen.weight, chosen.snr) == (7, 0.5, 0.246)
+    chosen = resolve_settings(RadonOp(23, image_size=32), {"steps": 70}, method="consistency", weight=0.5, snr=None)
+    assert (chosen.steps, chosen.weight, chosen.snr) == (70, 0.5, 0.246)
+    with pytest.raises(ValueError, match="'consistency' needs at least 50 steps, got 7"):
+        resolve_settings(RadonOp(23, image_size=32), {"steps": 7}, method="consistency")
     with pytest.raises(ValueError, match="stepz"):
         resolve_settings(RadonOp(23, image_size=32), stepz=3)
     with pytest.raises(ValueError, match="unknown predictor"):
@@ -122,7 +128,7 @@ def test_a_method_registered_from_outside_runs_through_posterior(ct):
 
 def test_fbp_windows_reach_the_consistency_steps_and_other_operators_refuse_them(ct):
     prior, operator, y = ct
-    options = dict(method="consistency", steps=10, seed=0, progress=False, final_iterations=0)
+    options = dict(method="consistency", steps=50, seed=0, progress=False, final_iterations=0)
     ramp = posterior(y, operator, prior, **options).mean
     assert torch.equal(ramp, posterior(y, operator, prior, step_filter="ram-lak", final_filter="ram-lak",
                                        **options).mean)

@@ -73,12 +73,15 @@ def run_demo(
     views: int = 23,
     noise: float = 0.01,
     steps: int | None = None,
-    num_samples: int = 4,
+    num_samples: int | None = None,
     sirt_iterations: int = 300,
     seed: int = 0,
     progress: bool = True,
 ) -> DemoResult:
-    """Run the demo; returns the table rows and writes ``demo.png`` and ``demo.json`` in ``out_dir``."""
+    """Run the demo; returns the table rows and writes ``demo.png`` and ``demo.json`` in ``out_dir``.
+
+    ``steps`` and ``num_samples`` None take :func:`scoreinv.reconstruct`'s defaults for the noisy
+    RadonOp (the demo shows what a user gets without choosing anything)."""
     from scoreinv.checkpoint import load_model
     from scoreinv.classical import sirt
     from scoreinv.datasets.phantoms import phantoms
@@ -86,7 +89,7 @@ def run_demo(
     from scoreinv.operators import RadonOp
     from scoreinv.reconstruct import posterior
 
-    if n_images < 1 or views < 1 or noise < 0 or num_samples < 1:
+    if n_images < 1 or views < 1 or noise < 0 or (num_samples is not None and num_samples < 1):
         raise ValueError("n_images, views and num_samples must be >= 1 and noise >= 0")
     out_dir = Path(out_dir)
     prior = load_model(model) if isinstance(model, (str, Path)) else model

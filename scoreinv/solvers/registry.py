@@ -24,7 +24,6 @@ with its settings resolved and stored like every other method's.
 from __future__ import annotations
 
 import abc
-import warnings
 from typing import Any, ClassVar
 
 import torch
@@ -48,8 +47,11 @@ class Method(abc.ABC):
 
     name: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
-    #: Fewer steps than this were measured to collapse on a trained prior: ``sample`` warns.
-    reliable_steps: ClassVar[int] = 2
+    #: Fewer steps than this were measured to collapse on a trained prior: resolving settings
+    #: with fewer is a ValueError that names this minimum.
+    minimum_steps: ClassVar[int] = 2
+    #: Why, in a few words, for the error message.
+    minimum_steps_reason: ClassVar[str] = "a step from T to the end needs two time points"
 
     def supports(self, operator: Any) -> bool:
         """Whether the method can run with ``operator``: by default, whether the operator family
@@ -65,7 +67,6 @@ class Method(abc.ABC):
                settings: ReconstructionSettings, *, generator: Any = None, eps: float | None = None,
                progress: bool = True) -> SampleResult:
         """One posterior sample per measurement through :func:`scoreinv.sampling.pc_sample`."""
-        warn_if_unreliable(self, settings.steps)
         sampler_score, conditioning = self.build(score_fn, sde, operator, y, settings)
         return pc_sample(
             sampler_score, sde, (y.shape[0], *operator.in_shape), steps=settings.steps,
@@ -74,15 +75,6 @@ class Method(abc.ABC):
             conditioning=conditioning, dtype=y.dtype, progress=progress,
             time_grid=settings.time_grid or "uniform",
         )
-
-
-def warn_if_unreliable(method: Method, steps: int) -> None:
-    """A warning (not silence) when ``steps`` is below the method's ``reliable_steps``."""
-    if steps < method.reliable_steps:
-        warnings.warn(
-            f"method {method.name!r} with {steps} steps: below {method.reliable_steps} steps it collapsed on "
-            "the bundled CT prior (docs/reconstruct.md); use more steps, or method='decomposed' for few steps",
-            stacklevel=3)
 
 
 METHODS: dict[str, Method] = {}

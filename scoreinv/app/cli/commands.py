@@ -238,12 +238,7 @@ def command_reconstruct(args: argparse.Namespace) -> None:
 
     flags = {"model": args.model, **operator_flags(args), **settings_flags(args)}
     config = configure(ReconstructConfig, args.config, flags)
-    samples = config.settings.num_samples
-    outputs = [args.out, files.companion(args.out, "", ".json")]
-    if samples > 1:
-        outputs.insert(1, files.companion(args.out, "_std"))
-    for path in outputs:
-        files.check_output(path, (".json",) if path.suffix == ".json" else (".npy", ".png"), args.overwrite)
+    files.check_output(args.out, (".npy", ".png"), args.overwrite)
     measurements, operator, indices = files.read_measurements(args.measurements, files.parse_items(args.items))
     if operator is not None and config.operator is not None:
         raise UserError(f"{args.measurements} states the operator that made it: drop the operator flags "
@@ -257,6 +252,12 @@ def command_reconstruct(args: argparse.Namespace) -> None:
         model = load_model(model_name, device=args.device)
         operator = config.operator.build(model.image_size, model.channels)
     settings = resolve_settings(operator, config.settings)  # the method is checked before a prior is loaded
+    samples = settings.num_samples
+    outputs = [args.out, files.companion(args.out, "", ".json")]
+    if samples > 1:
+        outputs.insert(1, files.companion(args.out, "_std"))
+    for path in outputs:
+        files.check_output(path, (".json",) if path.suffix == ".json" else (".npy", ".png"), args.overwrite)
     if model is None:
         if model_name is None:
             channels, height, width = operator.in_shape
