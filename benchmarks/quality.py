@@ -62,8 +62,9 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=23)
     parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.01])
     parser.add_argument("--steps", type=int, default=None,
-                        help="scoreinv default setting (default: reconstruct's default for the operator)")
-    parser.add_argument("--fast-steps", type=int, default=100, help="fast setting: steps × 2 evaluations")
+                        help="steps of the scoreinv row (default: reconstruct's default for the operator)")
+    parser.add_argument("--fast-steps", type=int, default=20,
+                        help="fast setting: the default method at this many steps, one sample")
     parser.add_argument("--tv-weights", type=float, nargs="+", default=[0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0],
                         help="TV λ candidates; each row uses the best on validation phantoms (sinogram units)")
     parser.add_argument("--validation", type=int, default=8,
@@ -77,7 +78,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     if args.quick:
-        args.n, args.steps, args.fast_steps, args.tv_iterations, args.sirt_iterations = 4, 20, 10, 50, 50
+        args.n, args.steps, args.fast_steps, args.tv_iterations, args.sirt_iterations = 4, 10, 5, 50, 50
         args.validation, args.tv_weights = 2, args.tv_weights[::3]
 
     prior = load_model(args.model, device=args.device)
@@ -112,20 +113,23 @@ def main() -> None:
                                            args.tv_iterations)
                 methods[f"TV (λ={tv_weight:g}, {args.tv_iterations} it.)"] = \
                     lambda: (tv_reconstruction(operator, y, tv_weight, args.tv_iterations), 0)
-            default_steps = args.steps or resolve_settings(operator).steps
-            scoreinv_rows = [(f"scoreinv, {default_steps} steps", default_steps, "scoreinv"),
-                             (f"scoreinv fast, {args.fast_steps} steps", args.fast_steps, "fast")]
-            for label, steps, key in scoreinv_rows:
+            defaults = resolve_settings(operator, steps=args.steps)
+            scoreinv_rows = [
+                (f"scoreinv ({defaults.method}, {defaults.num_samples} × {defaults.steps} steps)",
+                 {"steps": args.steps}, "scoreinv"),
+                (f"scoreinv fast ({args.fast_steps} steps, 1 sample)", {"steps": args.fast_steps, "num_samples": 1},
+                 "fast")]
+            for label, options, key in scoreinv_rows:
                 if key not in args.methods:
                     continue
-                def run(steps=steps):
-                    outputs, nfe = [], 0
+                def run(options=options):
+                    outputs, evaluations = [], 0
                     for start in range(0, len(y), args.batch):
-                        result = posterior(y[start:start + args.batch], operator, prior, steps=steps,
-                                           seed=0, progress=False)
+                        result = posterior(y[start:start + args.batch], operator, prior, seed=0, progress=False,
+                                           **options)
                         outputs.append(torch.as_tensor(result.mean))
-                        nfe = result.nfe
-                    return torch.cat(outputs), nfe
+                        evaluations = result.nfe * result.settings["num_samples"]  # per image
+                    return torch.cat(outputs), evaluations
                 methods[label] = run
             for label, method in methods.items():
                 started = time.perf_counter()

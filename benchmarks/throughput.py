@@ -6,11 +6,11 @@
 The network is the bundled ``ct-phantom`` architecture (its stored configuration) at each
 image size, with the attention level kept at the lowest resolution, randomly initialised
 (seed 0): the cost of a training step or a sampler step does not depend on the weights, so
-sizes without a trained prior can be timed. Reconstruction: ``scoreinv.posterior`` on a
-batch of noisy 23-view sinograms (the noisy-CT default: consistency, λ = 1, one Langevin
-corrector), timed over ``--timing-steps`` sampler steps after a warm-up; images/s at the
-default 200 steps and at the fast 100 steps follow from the time per step (the loop does the
-same work at every step). Training: :func:`scoreinv.training.train` with ``--train-batch``,
+sizes without a trained prior can be timed. Reconstruction: ``scoreinv.posterior`` at
+``reconstruct``'s defaults on a batch of 23-view sinograms, noise-free and with 1% noise (the
+decomposed sampler: one sample of 50 steps, and the mean of 4 samples of 25 steps), timed over
+``--timing-steps`` sampler steps after a warm-up; images/s follow from the time per step (the
+loop does the same work at every step). Training: :func:`scoreinv.training.train` with ``--train-batch``,
 bf16 autocast on CUDA (``TrainingConfig.amp``), timed over ``--train-steps`` steps after a
 warm-up call. Prints a Markdown table with the device named.
 """
@@ -44,18 +44,23 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def reconstruction_seconds_per_step(model: ScoreModel, size: int, batch: int, steps: int,
-                                    device: torch.device) -> tuple[float, int]:
+def reconstruction_images_per_second(model: ScoreModel, size: int, batch: int, steps: int, noise: float,
+                                     device: torch.device) -> tuple[float, str]:
+    """Images/s of ``reconstruct``'s defaults for 23-view CT with ``noise`` × the sinogram peak, from
+    ``steps`` timed sampler steps (every default draw, all its samples, per step)."""
     truth = phantoms("mixed", batch, size, seed=10**6)
     clean = RadonOp(23, image_size=size)
-    operator = RadonOp(23, image_size=size, noise_std=0.01 * float(clean(truth).abs().max()))
-    y = operator.simulate(truth, generator=torch.Generator().manual_seed(0)).to(device)
+    operator = RadonOp(23, image_size=size, noise_std=noise * float(clean(truth).abs().max()))
+    y = (operator.simulate(truth, generator=torch.Generator().manual_seed(0)) if noise else clean(truth)).to(device)
     posterior(y, operator, model, steps=2, seed=0, progress=False)  # warm-up: matrices, kernels
     synchronize(device)
     started = time.perf_counter()
     posterior(y, operator, model, steps=steps, seed=0, progress=False)
     synchronize(device)
-    return (time.perf_counter() - started) / steps, resolve_settings(operator).steps
+    per_step = (time.perf_counter() - started) / steps
+    defaults = resolve_settings(operator)
+    label = f"{defaults.method}, {defaults.num_samples} × {defaults.steps} steps"
+    return batch / (per_step * defaults.steps), label
 
 
 def training_steps_per_second(model: ScoreModel, size: int, batch: int, steps: int, device: torch.device) -> float:
@@ -75,7 +80,6 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=8, help="items per reconstruction call")
     parser.add_argument("--timing-steps", type=int, default=5, help="sampler steps timed")
-    parser.add_argument("--fast-steps", type=int, default=100)
     parser.add_argument("--train-batch", type=int, default=32)
     parser.add_argument("--train-steps", type=int, default=5, help="training steps timed")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (CPU)")
@@ -87,20 +91,19 @@ def main() -> None:
     print(machine_line())
     print(f"Device: {name}. Command: python benchmarks/throughput.py --device {args.device} "
           f"--sizes {' '.join(map(str, args.sizes))} --batch {args.batch}\n")
-    print("| size | parameters | training steps/s (batch {0}) | s per sampler step (batch {1}) | "
-          "images/s, default steps | images/s, {2} steps |".format(args.train_batch, args.batch, args.fast_steps))
-    print("|---|---|---|---|---|---|")
+    print("| size | parameters | training steps/s (batch {0}) | images/s, noise-free defaults (batch {1}) | "
+          "images/s, 1% noise defaults (batch {1}) |".format(args.train_batch, args.batch))
+    print("|---|---|---|---|---|")
     for size in args.sizes:
         torch.manual_seed(0)
         model = ScoreModel(config_at(size)).to(device)
         parameters = sum(p.numel() for p in model.parameters())
         train_rate = training_steps_per_second(model, size, args.train_batch, args.train_steps, device)
         model.eval().requires_grad_(False)
-        per_step, default_steps = reconstruction_seconds_per_step(model, size, args.batch, args.timing_steps, device)
-        print(f"| {size}² | {parameters / 1e6:.2f}M | {train_rate:.2f} | {per_step:.3f} | "
-              f"{args.batch / (per_step * default_steps):.3f} ({default_steps} steps) | "
-              f"{args.batch / (per_step * args.fast_steps):.3f} |", flush=True)
-
+        rates = [reconstruction_images_per_second(model, size, args.batch, args.timing_steps, noise, device)
+                 for noise in (0.0, 0.01)]
+        print(f"| {size}² | {parameters / 1e6:.2f}M | {train_rate:.2f} | "
+              + " | ".join(f"{rate:.3f} ({label})" for rate, label in rates) + " |", flush=True)
 
 if __name__ == "__main__":
     main()
