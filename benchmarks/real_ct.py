@@ -97,7 +97,7 @@ def main() -> None:
 
         def scoreinv_default() -> torch.Tensor:
             result = posterior(y, operator, prior, progress=False)
-            settings.update(result.settings, nfe=result.nfe)
+            settings.update(result.settings, nfe=result.nfe * result.settings["num_samples"])
             return torch.as_tensor(result.mean)
 
         methods["scoreinv (defaults)"] = scoreinv_default
@@ -111,7 +111,7 @@ def main() -> None:
                   f"{structure.mean():.3f} ± {structure.std():.3f} | {seconds:.2f} |", flush=True)
             if noise == args.noise[-1]:
                 shown[label.split(" (")[0]] = estimate
-        print(f"\nscoreinv settings at {noise:.0%}: method {settings.get('method')}, steps {settings.get('steps')}, "
+        print(f"\nscoreinv settings at {noise:.0%}: method {settings.get('method')}, {settings.get('num_samples')} × {settings.get('steps')} steps, "
               f"{settings.get('nfe')} score evaluations\n")
     if args.figure:
         figure(args.figure, shown, names, args.noise[-1])
