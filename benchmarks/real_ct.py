@@ -24,12 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from quality import best_tv_weight, simulate
+
 from scoreinv.checkpoint import load_model
 from scoreinv.classical import sirt, tv_reconstruction
 from scoreinv.datasets import phantoms
 from scoreinv.datasets.dicom import ct_slice_to_unit, read_dicom_ct
 from scoreinv.metrics import psnr, ssim
-from scoreinv.operators import RadonOp
 from scoreinv.reconstruct import posterior
 
 # CT Image Storage files of pydicom and pydicom-data that decode without extra codecs.
@@ -50,20 +51,10 @@ def real_slices(size: int) -> tuple[torch.Tensor, list[str]]:
     return torch.from_numpy(np.stack(images))[:, None], names
 
 
-def simulate(truth: torch.Tensor, noise: float, views: int) -> tuple[RadonOp, torch.Tensor]:
-    """Sinograms with Gaussian noise of ``noise`` × each slice's clean peak (one operator per batch:
-    the largest peak of the batch sets σ_y, so every slice gets at most 1%)."""
-    clean = RadonOp(views, image_size=truth.shape[-1])
-    operator = RadonOp(views, image_size=truth.shape[-1], noise_std=noise * float(clean(truth).abs().max()))
-    return operator, operator.simulate(truth, generator=torch.Generator().manual_seed(7))
-
-
 def tuned_tv_weight(noise: float, views: int, size: int, iterations: int) -> float:
+    """TV's λ chosen on 8 validation anatomy phantoms at this noise level (quality.py's rule)."""
     validation = phantoms("anatomy", 8, size, seed=VALIDATION_SEED)
-    operator, y = simulate(validation, noise, views)
-    scores = {weight: float(psnr(tv_reconstruction(operator, y, weight, iterations).clamp(0, 1), validation).mean())
-              for weight in TV_WEIGHTS}
-    return max(scores, key=scores.get)
+    return best_tv_weight(validation, noise, views, size, TV_WEIGHTS, iterations)
 
 
 def main() -> None:
@@ -85,7 +76,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     shown: dict[str, torch.Tensor] = {"truth": truth}
     for noise in args.noise:
-        operator, y = simulate(truth, noise, args.views)
+        operator, y = simulate(truth, noise, args.views, size)
         tv_weight = tuned_tv_weight(noise, args.views, size, args.tv_iterations)
         methods = {
             "FBP": lambda: operator.pinv(y),
