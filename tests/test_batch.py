@@ -73,12 +73,12 @@ def test_an_items_result_does_not_depend_on_its_batch(case):
     channels = operator.in_shape[0]
     prior = GaussianPrior(VESDE(0.01, 5.0), torch.full((channels, SIZE, SIZE), 0.5),
                           torch.full((channels, SIZE, SIZE), 0.05))
-    options = {"method": "guidance"} if case == "guidance" else {}
+    options = {"method": "guidance", "steps": 100} if case == "guidance" else {"steps": 3}
     y = operator(images(6, channels))
     results = {}
     for size in (1, 2, 3, 6):
         results[size] = torch.cat([
-            posterior(y[i:i + size], operator, prior, steps=3, seed=7, num_samples=2, progress=False,
+            posterior(y[i:i + size], operator, prior, seed=7, num_samples=2, progress=False,
                       item_seeds=range(i, i + size), **options).samples
             for i in range(0, 6, size)])
     for size in (2, 3, 6):

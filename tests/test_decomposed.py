@@ -178,5 +178,7 @@ def test_consistency_refuses_fewer_steps_than_its_minimum():
     prior, operator, y, _ = ct_problem(0.0)
     with pytest.raises(ValueError, match="'consistency' needs at least 50 steps, got 49"):
         posterior(y, operator, prior, method="consistency", steps=49, progress=False)
+    with pytest.raises(ValueError, match="'guidance' needs at least 100 steps, got 50"):
+        posterior(y, operator, prior, method="guidance", steps=50, progress=False)
     # the decomposed sampler has no such minimum
     assert torch.isfinite(torch.as_tensor(posterior(y, operator, prior, steps=3, progress=False).mean)).all()

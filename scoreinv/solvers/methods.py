@@ -62,6 +62,11 @@ class Guidance(Method):
 
     name = "guidance"
     defaults = {"guidance_scale": 1.0}
+    #: Bundled CT prior, 23 views, 4 held-out phantoms, noise-free: 4.9 dB at 25 and 4.8 at 50 steps
+    #: (below FBP's 25.6), 28.4 at 100.
+    minimum_steps = 100
+    minimum_steps_reason = ("with fewer it diverged on the bundled CT prior; method='decomposed' works from a "
+                            "few steps")
 
     def build(self, score_fn: ScoreFn, sde: SDE, operator: Any, y: torch.Tensor,
               settings: ReconstructionSettings) -> tuple[ScoreFn, Conditioning | None]:
