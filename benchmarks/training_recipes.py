@@ -24,7 +24,6 @@ AdamW 5e-4 with 200 warm-up steps, EMA 0.999 with warm-up, seed 0.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from scoreinv.config import ModelConfig, SDEConfig, TrainingConfig, UNetConfig
 from scoreinv.datasets import phantoms
 from scoreinv.losses import dsm_draws, dsm_loss
 from scoreinv.models import ScoreModel
-from scoreinv.training import train
+from scoreinv.training import edm_training_options, train
 
 TRAINING_SEED = 1000
 HELD_OUT_SEED = 10**6 + 500
@@ -56,8 +55,7 @@ def training_config(recipe: str, steps: int, sigma_data: float) -> TrainingConfi
                   checkpoint_every=100, seed=0)
     if recipe == "std":
         return TrainingConfig(**common)
-    return TrainingConfig(**common, weighting="edm", noise_sampling="lognormal",
-                          lognormal_mean=-1.2 + math.log(2 * sigma_data), lognormal_std=1.2)
+    return TrainingConfig(**common, **edm_training_options(sigma_data))
 
 
 def command_train(args: argparse.Namespace) -> None:

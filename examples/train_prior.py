@@ -26,7 +26,6 @@ from a prior's EMA weights (its architecture and recipe) with a fresh optimiser 
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from scoreinv.checkpoint import export_model, trainable_copy
 from scoreinv.config import ModelConfig, SDEConfig, TrainingConfig, UNetConfig
 from scoreinv.datasets import colour_crops, phantoms
 from scoreinv.models import ScoreModel
-from scoreinv.training import train
+from scoreinv.training import edm_training_options, train
 
 TRAINING_SEED = 1000
 
@@ -53,14 +52,6 @@ def model_config(size: int, channels: int = 1, recipe: str = "std", sigma_data: 
         preconditioning=recipe,
         sigma_data=sigma_data,
     )
-
-
-def recipe_options(recipe: str, sigma_data: float) -> dict:
-    """EDM: its weighting and log-normal noise levels, the law of ln σ rescaled from σ_d = 0.5."""
-    if recipe == "std":
-        return {}
-    return {"weighting": "edm", "noise_sampling": "lognormal", "lognormal_mean": -1.2 + math.log(2 * sigma_data),
-            "lognormal_std": 1.2}
 
 
 def training_pool(prior: str, n: int, size: int) -> torch.Tensor:
@@ -105,7 +96,7 @@ def main() -> None:
     print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; {model.config.sde}; recipe {recipe}")
     training = TrainingConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                               warmup_steps=args.warmup_steps, ema_decay=0.999, checkpoint_every=200, seed=0,
-                              **recipe_options(recipe, sigma_data))
+                              **(edm_training_options(sigma_data) if recipe == "edm" else {}))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     result = train(model, pool, training, checkpoint_path=args.out, device=args.device)
     print(f"step {result.step}; this call {result.seconds:.0f} s")

@@ -75,6 +75,15 @@ class TrainingResult:
     ema: EMA | None = None
 
 
+def edm_training_options(sigma_data: float) -> dict[str, Any]:
+    """The ``TrainingConfig`` fields of the EDM recipe (Karras et al. 2022) for data of std σ_d:
+    the EDM weighting and log-normal noise levels ln σ ~ N(−1.2 + ln 2σ_d, 1.2²), EDM's law
+    (given for σ_d = 0.5) rescaled with the data. Pair it with ``ModelConfig(preconditioning="edm",
+    sigma_data=σ_d)``."""
+    return {"weighting": "edm", "noise_sampling": "lognormal", "lognormal_mean": -1.2 + math.log(2 * sigma_data),
+            "lognormal_std": 1.2}
+
+
 def ema_decay(config: TrainingConfig, step: int) -> float:
     """The EMA decay of step k (0-based): min(ema_decay, (1 + k) / (10 + k)) with warm-up."""
     if not config.ema_warmup:
