@@ -114,9 +114,13 @@ def resolve_settings(operator: LinearOperator, settings: ReconstructionSettings 
         if value is None:
             values[key] = family.get(key, method.defaults.get(key))
     values["num_samples"] = values["num_samples"] or 1
-    if values["steps"] < method.minimum_steps:
-        raise ValueError(f"method {method.name!r} needs at least {method.minimum_steps} steps, got {values['steps']} "
-                         f"({method.minimum_steps_reason})")
+    required, reason = method.minimum_steps, method.minimum_steps_reason
+    family_minimum = operator.minimum_steps(method.name)
+    if family_minimum is not None and family_minimum[0] > required:
+        required, reason = family_minimum[0], f"on {operator.name}, {family_minimum[1]}"
+    if values["steps"] < required:
+        raise ValueError(f"method {method.name!r} needs at least {required} steps, got {values['steps']} "
+                         f"({reason})")
     for key, registry in (("predictor", PREDICTORS), ("corrector", CORRECTORS)):
         if values[key] not in registry:
             raise ValueError(f"unknown {key} {values[key]!r}; choose one of {sorted(registry)}")

@@ -180,5 +180,11 @@ def test_consistency_refuses_fewer_steps_than_its_minimum():
         posterior(y, operator, prior, method="consistency", steps=49, progress=False)
     with pytest.raises(ValueError, match="'guidance' needs at least 100 steps, got 50"):
         posterior(y, operator, prior, method="guidance", steps=50, progress=False)
+    # replacement's floor belongs to the Radon family (its FBP-based step), not to the method
+    with pytest.raises(ValueError, match="'replacement' needs at least 100 steps, got 50 .on RadonOp"):
+        posterior(y, operator, prior, method="replacement", steps=50, progress=False)
+    assert resolve_settings(operator, method="replacement", steps=100).steps == 100
+    mask = MaskOp(torch.rand(8, 8, generator=torch.Generator().manual_seed(0)) < 0.5)
+    assert resolve_settings(mask, method="replacement", steps=25).steps == 25
     # the decomposed sampler has no such minimum
     assert torch.isfinite(torch.as_tensor(posterior(y, operator, prior, steps=3, progress=False).mean)).all()

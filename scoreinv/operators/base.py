@@ -262,6 +262,12 @@ class LinearOperator(abc.ABC):
             return {"method": "decomposed", "steps": 100}
         return {"method": "guidance", "steps": 1000, "snr": 0.16, "guidance_scale": 1.0}
 
+    def minimum_steps(self, method: str) -> tuple[int, str] | None:
+        """The fewest sampler steps ``method`` needs on this operator family, with the reason, where
+        the family needs more than the method's own ``Method.minimum_steps``; None where it does
+        not. ``reconstruct.resolve_settings`` refuses fewer with a ValueError naming both."""
+        return None
+
     def bind(self, *, image_shape: Shape | None = None, measurement_shape: Shape | None = None) -> LinearOperator:
         """This operator for images of ``image_shape`` and measurements of ``measurement_shape``.
 

@@ -122,6 +122,16 @@ class RadonOp(SubsampledTransformOp):
         return {"method": "consistency", "steps": 500, "snr": 0.246, "weight": 1.0,
                 "final_iterations": 20, "final_damping": 0.0}
 
+    def minimum_steps(self, method: str) -> tuple[int, str] | None:
+        """Replacement needs 100 steps on a Radon transform: its step is x + T⁻¹Λᵀ(y − A x) with an
+        FBP for T⁻¹, exact only for masks and colour. On the bundled prior (23 views, 4 held-out
+        phantoms, noise-free) it gave 6.2 dB at 25 steps and 28.8 at 50, below SIRT-300's 29.7,
+        and 31.9 at 100."""
+        if method == "replacement":
+            return 100, ("its FBP-based replacement step is inexact for a Radon transform: fewer fell below "
+                         "SIRT on the bundled CT prior; method='decomposed' works from a few steps")
+        return None
+
     def __init__(self, n_views: int, image_size: int | None = None, *, n_detectors: int | None = None,
                  full_views: int | None = None, projector: str = "linear", noise_std: float = 0.0,
                  noise: NoiseModel | None = None, cache_dir: str | os.PathLike | None = None,
