@@ -18,8 +18,9 @@ the prior sees its own value range. ``RadonOp(23, image_size=64)`` enters as a
 
 Rows: data set (held-out ``phantoms("ellipses"/"chest", n, 64, seed=10⁶+1 / 10⁶+2)`` and
 Shepp–Logan) × noise level (none, 1% of the sinogram peak, as benchmarks/quality.py) × method:
-FBP, SIRT-300, DiffPIR at ``--diffpir-steps``, DPS at ``--dps-steps``, scoreinv's decomposed
-sampler at ``--evals`` and scoreinv's defaults. DiffPIR's (λ, ζ) and DPS's step size are
+FBP, SIRT-300, DiffPIR at ``--diffpir-steps``, DPS at ``--dps-steps``, one chain of scoreinv's
+decomposed sampler at ``--evals`` and scoreinv's defaults (with noise, the mean of several chains;
+its evaluations count all of them). DiffPIR's (λ, ζ) and DPS's step size are
 chosen per noise level by the best mean PSNR on 4 validation phantoms per family
 (seed 5·10⁶): (λ, ζ) on a grid at the smallest DiffPIR step count, then λ refined at each
 other step count; DPS's weight on a grid at its step count. DiffPIR starts from the FBP (its
@@ -130,9 +131,11 @@ def run_dps(denoiser, operator, y, steps, weight):
 
 
 def run_ours(model, operator, y, steps=None):
-    overrides = {} if steps is None else {"method": "decomposed", "steps": steps}
+    """One decomposed chain of ``steps`` steps, or (None) the operator's defaults, which may average
+    several chains; returns the estimate and the score evaluations per image over all chains."""
+    overrides = {} if steps is None else {"method": "decomposed", "steps": steps, "num_samples": 1}
     result = posterior(y, operator, model, seed=0, progress=False, **overrides)
-    return torch.as_tensor(result.mean), result.nfe
+    return torch.as_tensor(result.mean), result.nfe * result.settings["num_samples"]
 
 
 def mean_psnr(estimate, truth) -> float:
@@ -270,7 +273,8 @@ def main() -> None:
             for steps in args.evals:
                 methods.append((f"scoreinv decomposed, {steps} steps", "scoreinv decomposed",
                                 lambda steps=steps: run_ours(model, operator, y, steps)))
-            methods.append((f"scoreinv default ({settings.method}, {settings.steps} steps)", "scoreinv default",
+            chains = f"{settings.num_samples} × {settings.steps}" if settings.num_samples > 1 else f"{settings.steps}"
+            methods.append((f"scoreinv default ({settings.method}, {chains} steps)", "scoreinv default",
                             lambda: run_ours(model, operator, y)))
             for label, family, method in methods:
                 started = time.perf_counter()

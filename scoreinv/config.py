@@ -209,6 +209,7 @@ class ReconstructionSettings(StrictModel):
     guidance_max_ratio: float = Field(
         10.0, gt=0, description="guidance cap ρ: the guidance term at most ρ × the prior score's norm")
     eta: float | None = Field(None, ge=0, le=1, description="decomposed: DDIM stochasticity η (0 deterministic, 1 ancestral)")
+    zeta: float | None = Field(None, ge=0, le=1, description="decomposed: share ζ of the next noise level drawn fresh each step (1: re-noise the estimate); replaces η's rule when set")
     cg_iterations: int | None = Field(None, ge=0, description="decomposed: CG iterations of the consistency step on x̂₀")
     damping_weight: float | None = Field(
         None, ge=0, description="decomposed: w of the damping δ_t = w σ_y² / σ_t² of the consistency step (noisy data)")

@@ -65,8 +65,8 @@ def test_sparse_view_ct_matches_the_posterior_at_the_defaults(noise):
     result = posterior(y, operator, prior, method="decomposed", num_samples=200, seed=0, progress=False)
     mean_error, std_error = errors(result, mean, std)
     assert result.nfe <= 100
-    assert mean_error < 0.12  # measured 0.05 (noise-free) / 0.03 (1% noise) at 50 evaluations
-    assert std_error < 0.30  # measured 0.08 / 0.12
+    assert mean_error < 0.12  # measured 0.07 (noise-free) / 0.03 (1% noise) at 50 evaluations
+    assert std_error < 0.30  # measured 0.11 / 0.25
 
 
 @pytest.mark.parametrize("sde", [VPSDE(), SubVPSDE()], ids=["vp", "subvp"])
@@ -149,7 +149,8 @@ def test_ddim_samples_the_prior_unconditionally():
     assert (covariance - prior.covariance()).norm() / prior.covariance().norm() < 0.12
 
 
-def test_rounding_differences_are_not_amplified():
+@pytest.mark.parametrize("noise, steps", [(0.0, 30), (0.0, None), (0.01, 30), (0.01, None)])
+def test_rounding_differences_are_not_amplified(noise, steps):
     """Another batch shape or thread count changes the network's output at the rounding level;
     at the default settings the sampler must not amplify that (docs/reconstruct.md, batch
     stability: 10 CG iterations per step amplified a 1e-7 relative change to 1e-3, 7 keep it
@@ -158,16 +159,18 @@ def test_rounding_differences_are_not_amplified():
     from scoreinv.datasets.phantoms import phantoms
 
     prior = load_model("ct-phantom")
-    operator = RadonOp(23, image_size=prior.image_size)
-    y = operator(phantoms("ellipses", 2, prior.image_size, seed=10**6 + 11))
+    truth = phantoms("ellipses", 2, prior.image_size, seed=10**6 + 11)
+    clean = RadonOp(23, image_size=prior.image_size)
+    operator = RadonOp(23, image_size=prior.image_size, noise_std=noise * float(clean(truth).abs().max()))
+    y = operator.simulate(truth, generator=torch.Generator().manual_seed(3))
 
     def perturbed(x, t):
         score = prior(x, t)
-        noise = torch.randn(score.shape, generator=torch.Generator().manual_seed(int(float(t[0]) * 1e6)))
-        return score * (1 + 1e-6 * noise)
+        jitter = torch.randn(score.shape, generator=torch.Generator().manual_seed(int(float(t[0]) * 1e6)))
+        return score * (1 + 1e-6 * jitter)
 
     perturbed.sde = prior.sde
-    settings = resolve_settings(operator, steps=30)
+    settings = resolve_settings(operator, steps=steps)
     assert settings.method == "decomposed"
     results = [posterior(y, operator, model, settings=settings, seed=0, progress=False).mean
                for model in (prior, perturbed)]

@@ -78,8 +78,11 @@ def test_colorization_keeps_the_gray_image():
 
 def test_defaults_per_operator_family_then_method_then_user():
     noisy = resolve_settings(RadonOp(23, image_size=32, noise_std=0.1))
-    assert (noisy.method, noisy.steps, noisy.num_samples) == ("decomposed", 25, 4)
-    assert resolve_settings(RadonOp(23, image_size=32)).num_samples == 1  # the field's fallback
+    assert (noisy.method, noisy.steps, noisy.num_samples, noisy.zeta, noisy.damping_weight) == (
+        "decomposed", 50, 2, 0.9, 0.5)
+    clean = resolve_settings(RadonOp(23, image_size=32))
+    assert (clean.num_samples, clean.zeta, clean.eta) == (1, 0.85, 1.0)  # fallback and method defaults
+    assert resolve_settings(MaskOp(image_size=8, fraction=0.5), method="decomposed").zeta is None
     # choosing a method takes the family's settings for that method
     noisy = resolve_settings(RadonOp(23, image_size=32, noise_std=0.1), method="consistency")
     assert (noisy.final_iterations, noisy.step_filter, noisy.final_filter, noisy.num_samples) == (

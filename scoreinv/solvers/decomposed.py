@@ -16,7 +16,8 @@ t' < t:
    operator's ``noise_std``): δ_t = w σ_y² / σ_t², the proximal step of a half-quadratic split
    that treats x̂₀ as a measurement of x with noise σ_t: early (σ_t ≫ σ_y) the data dominate,
    late the prior's estimate, which by then carries the data.
-3. DDIM step with stochasticity η in σ units: c = η σ_{t'} √(1 − σ_{t'}² / σ_t²),
+3. DDIM step with stochasticity η in σ units: c = η σ_{t'} √(1 − σ_{t'}² / σ_t²), or, when the
+   fresh-noise share ζ is set, c = σ_{t'} √ζ (DiffPIR's ζ; ζ = 1 re-noises x̂₀' from scratch),
 
        x_{t'} = a_{t'} ( x̂₀' + √(σ_{t'}² − c²) ε̂ + c z ).
 
@@ -29,7 +30,7 @@ DDIMPredictor`) calls :meth:`DecomposedConsistency.denoised` on its Tweedie esti
 every :class:`~scoreinv.operators.LinearOperator`.
 
 Settings (fields of :class:`~scoreinv.config.ReconstructionSettings`): ``steps`` (N, = score
-evaluations), ``eta`` (η), ``cg_iterations`` (K), ``damping_weight`` (w), ``time_grid``
+evaluations), ``eta`` (η), ``zeta`` (ζ, replaces η's rule when set), ``cg_iterations`` (K), ``damping_weight`` (w), ``time_grid``
 (spacing of the time points; ``predictor``, ``corrector`` and ``snr`` are not used).
 """
 
@@ -101,7 +102,7 @@ class DecomposedConsistency(Conditioning):
 
 @register_method
 class Decomposed(Method):
-    """Decomposed sampling: DDIM steps (``eta``) through a CG-consistent Tweedie estimate
+    """Decomposed sampling: DDIM steps (``eta``, or the fresh-noise share ``zeta``) through a CG-consistent Tweedie estimate
     (``cg_iterations``, ``damping_weight``), on a ``time_grid``; one score evaluation per step."""
 
     name = "decomposed"
@@ -122,7 +123,7 @@ class Decomposed(Method):
             conditioning.final_time = float(eps)
         return pc_sample(
             sampler_score, sde, (y.shape[0], *operator.in_shape), steps=settings.steps, predictor="ddim",
-            corrector="none", predictor_options={"eta": settings.eta}, time_grid=settings.time_grid or "uniform",
+            corrector="none", predictor_options={"eta": settings.eta, "zeta": settings.zeta}, time_grid=settings.time_grid or "uniform",
             eps=eps, generator=generator, device=y.device, conditioning=conditioning, dtype=y.dtype,
             progress=progress,
         )
