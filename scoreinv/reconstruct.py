@@ -78,6 +78,12 @@ def resolve_settings(operator: LinearOperator, settings: ReconstructionSettings 
                      **overrides: Any) -> ReconstructionSettings:
     """Complete sampler settings for ``operator``: the one place defaults are filled.
 
+    Each unset field takes, in order, the operator family's ``default_settings(method)``
+    value, then the method's ``defaults``. Of a pair in ``Method.exclusive_settings`` (the
+    decomposed sampler's ``eta`` and ``zeta``) the user sets at most one; one of them is
+    filled (the user's, else the family's, else the method's default) and the other stays
+    None, so resolved settings resolve again to themselves.
+
     Parameters
     ----------
     operator:
@@ -102,7 +108,8 @@ def resolve_settings(operator: LinearOperator, settings: ReconstructionSettings 
     elif not isinstance(settings, ReconstructionSettings):
         raise ValueError(f"settings must be a ReconstructionSettings or a mapping, got {type(settings).__name__}")
     chosen = {key: value for key, value in overrides.items() if value is not None}
-    values = ReconstructionSettings(**{**settings.model_dump(exclude_unset=True), **chosen}).model_dump()
+    user_values = {**settings.model_dump(exclude_unset=True), **chosen}
+    values = ReconstructionSettings(**user_values).model_dump()
     family = operator.default_settings(values["method"])
     if values["method"] is None:
         values["method"] = family["method"]
@@ -110,8 +117,16 @@ def resolve_settings(operator: LinearOperator, settings: ReconstructionSettings 
     if not method.supports(operator):
         suited = ", ".join(repr(name) for name in getattr(operator, "supported_methods", ())) or "none"
         raise ValueError(f"method {method.name!r} does not suit {operator.name}; its family supports {suited}")
+    left_unset = set()
+    for pair in method.exclusive_settings:
+        given = [key for key in pair if user_values.get(key) is not None]
+        if len(given) == 2:
+            raise ValueError(f"method {method.name!r}: set {pair[0]} or {pair[1]}, not both")
+        if not given:  # the family's choice, else the method's defaults
+            given = [key for key in pair if family.get(key) is not None][:1]
+        left_unset.update(key for key in pair if given and key not in given)
     for key, value in values.items():
-        if value is None:
+        if value is None and key not in left_unset:
             values[key] = family.get(key, method.defaults.get(key))
     values["num_samples"] = values["num_samples"] or 1
     required, reason = method.minimum_steps, method.minimum_steps_reason

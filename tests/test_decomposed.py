@@ -115,7 +115,7 @@ def test_seeded_and_batch_independent():
 def test_settings_resolve_and_few_steps_degrade_gracefully():
     operator = RadonOp(8, image_size=16)
     settings = resolve_settings(operator, method="decomposed")
-    assert settings.steps <= 100 and settings.eta is not None and settings.cg_iterations is not None
+    assert settings.steps <= 100 and (settings.eta is None) != (settings.zeta is None) and settings.cg_iterations is not None
     assert settings.time_grid is not None and settings.damping_weight is not None
     assert resolve_settings(MaskOp(image_size=8, fraction=0.5), method="decomposed").steps <= 100
     # choosing another method keeps that method's family defaults

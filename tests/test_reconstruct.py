@@ -81,8 +81,14 @@ def test_defaults_per_operator_family_then_method_then_user():
     assert (noisy.method, noisy.steps, noisy.num_samples, noisy.zeta, noisy.damping_weight) == (
         "decomposed", 50, 2, 0.9, 0.5)
     clean = resolve_settings(RadonOp(23, image_size=32))
-    assert (clean.num_samples, clean.zeta, clean.eta) == (1, 0.85, 1.0)  # fallback and method defaults
+    assert (clean.num_samples, clean.zeta, clean.eta) == (1, 0.85, None)  # the field's fallback; ζ, not η
+    assert resolve_settings(RadonOp(23, image_size=32), settings=clean) == clean  # resolves to itself
+    assert resolve_settings(MaskOp(image_size=8, fraction=0.5), method="decomposed").eta == 1.0
     assert resolve_settings(MaskOp(image_size=8, fraction=0.5), method="decomposed").zeta is None
+    # setting η brings back DDIM's rule: the family's ζ does not apply; setting both is an error
+    assert resolve_settings(RadonOp(23, image_size=32), eta=0.5).zeta is None
+    with pytest.raises(ValueError, match="set eta or zeta, not both"):
+        resolve_settings(RadonOp(23, image_size=32), eta=0.5, zeta=1.0)
     # choosing a method takes the family's settings for that method
     noisy = resolve_settings(RadonOp(23, image_size=32, noise_std=0.1), method="consistency")
     assert (noisy.final_iterations, noisy.step_filter, noisy.final_filter, noisy.num_samples) == (

@@ -107,6 +107,8 @@ class Decomposed(Method):
 
     name = "decomposed"
     defaults = {"eta": 1.0, "cg_iterations": 7, "damping_weight": 3.0, "time_grid": "log-sigma"}
+    #: η's rule and a fixed ζ both set the noise of the DDIM step.
+    exclusive_settings = (("eta", "zeta"),)
 
     def build(self, score_fn: ScoreFn, sde: SDE, operator: Any, y: torch.Tensor,
               settings: ReconstructionSettings) -> tuple[ScoreFn, Conditioning | None]:
@@ -119,11 +121,12 @@ class Decomposed(Method):
         """One posterior sample per measurement: :func:`pc_sample` with the ``ddim`` predictor,
         no corrector, the consistency of :meth:`build` in its ``denoised`` and ``finish`` hooks."""
         sampler_score, conditioning = self.build(score_fn, sde, operator, y, settings)
+        noise_rule = {"zeta": settings.zeta} if settings.zeta is not None else {"eta": settings.eta}
         if eps is not None:
             conditioning.final_time = float(eps)
         return pc_sample(
             sampler_score, sde, (y.shape[0], *operator.in_shape), steps=settings.steps, predictor="ddim",
-            corrector="none", predictor_options={"eta": settings.eta, "zeta": settings.zeta}, time_grid=settings.time_grid or "uniform",
+            corrector="none", predictor_options=noise_rule, time_grid=settings.time_grid or "uniform",
             eps=eps, generator=generator, device=y.device, conditioning=conditioning, dtype=y.dtype,
             progress=progress,
         )

@@ -52,6 +52,10 @@ class Method(abc.ABC):
     minimum_steps: ClassVar[int] = 2
     #: Why, in a few words, for the error message.
     minimum_steps_reason: ClassVar[str] = "a step from T to the end needs two time points"
+    #: Pairs of settings that choose the same thing two ways: the user may set one of a pair, not
+    #: both, and a user-set one keeps the operator family's and the method's default for the
+    #: other from applying (that one stays None).
+    exclusive_settings: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def supports(self, operator: Any) -> bool:
         """Whether the method can run with ``operator``: by default, whether the operator family
