@@ -229,9 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--views", type=int, default=23, help="measured CT views")
     demo.add_argument("--noise", type=float, default=0.01, help="noise std / largest sinogram value")
     demo.add_argument("--steps", type=int, default=None,
-                      help="sampler steps (default: reconstruct's for noisy CT, the decomposed sampler's 25)")
+                      help="sampler steps (default: reconstruct's for noisy CT, see docs/reconstruct.md)")
     demo.add_argument("--samples", type=int, default=None,
-                      help="posterior samples per image, their mean is shown (default: reconstruct's for noisy CT, 4)")
+                      help="posterior samples per image, their mean is shown (default: reconstruct's for noisy CT)")
     demo.add_argument("--sirt-iterations", type=int, default=300, help="iterations of the SIRT baseline")
     demo.add_argument("--seed", type=int, default=0, help="seeds the phantoms, the noise and the sampler")
     demo.add_argument("--quick", action="store_true", help="2 images, 20 steps: a smoke run")
