@@ -12,6 +12,7 @@ range 1, clamped to [0, 1]) and seconds per image.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import torch
@@ -29,25 +30,32 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=4)
     parser.add_argument("--evals", type=int, nargs="+", default=[20, 50, 100])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=10**6 + 9,
+                        help="crop seed: 10**6 + 9 held-out (default), 5000009 validation")
     parser.add_argument("--skip-default", action="store_true", help="leave out the family default")
+    parser.add_argument("--options", action="append", default=[],
+                        help='JSON dict of further decomposed settings, e.g. \'{"zeta": 0.85}\' (repeatable)')
     args = parser.parse_args()
     limit_threads(args.threads)
     prior = load_model("color-histology")
     size = prior.image_size
-    truth = colour_crops(args.n, size, seed=10**6 + 9)
+    truth = colour_crops(args.n, size, seed=args.seed)
     operators = {
         "inpainting, 30% kept": MaskOp(image_size=size, channels=3, fraction=0.3,
                                        generator=torch.Generator().manual_seed(0)),
         "colorization": GrayscaleOp(size),
     }
     print(machine_line())
-    print(f"\n# color-histology, {args.n} held-out crops {size}², noise-free\n")
+    print(f"\n# color-histology, {args.n} crops {size}² (seed {args.seed}), noise-free\n")
     print("| problem | method | evaluations | PSNR (dB) | SSIM | s / image |")
     print("|---|---|---|---|---|---|")
     for title, operator in operators.items():
         y = operator(truth)
         runs = [] if args.skip_default else [("default", {})]
-        runs += [("decomposed", {"method": "decomposed", "steps": e}) for e in args.evals]
+        for text in args.options or ["{}"]:
+            extra = json.loads(text)
+            runs += [(f"decomposed {text}" if extra else "decomposed", {"method": "decomposed", "steps": e, **extra})
+                     for e in args.evals]
         for name, options in runs:
             started = time.perf_counter()
             result = posterior(y, operator, prior, seed=0, progress=False, **options)

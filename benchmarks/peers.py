@@ -1,6 +1,6 @@
 """Sparse-view CT: scoreinv beside DeepInverse's diffusion solvers, all on the bundled CT prior.
 
-    OMP_NUM_THREADS=1 python benchmarks/peers.py --n 8            # the documented table
+    OMP_NUM_THREADS=1 python benchmarks/peers.py --n 50           # the documented table
     OMP_NUM_THREADS=1 python benchmarks/peers.py --n 2 --quick    # smoke run, small grids
 
 Needs DeepInverse (``pip install -e ".[peers]"`` beside the CPU torch; see docs/benchmarks.md,
@@ -206,7 +206,7 @@ def plot(results, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="ct-phantom")
-    parser.add_argument("--n", type=int, default=8, help="held-out images per phantom family (full run: 50)")
+    parser.add_argument("--n", type=int, default=50, help="held-out images per phantom family")
     parser.add_argument("--views", type=int, default=23)
     parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.01])
     parser.add_argument("--evals", type=int, nargs="+", default=[10, 20, 50, 100],

@@ -1,10 +1,11 @@
 """Colorization: grayscale histology back to colour with the bundled histology prior.
 
-    python examples/colorization.py            # 1000 steps, 4 posterior samples
+    python examples/colorization.py            # the defaults (100 decomposed steps), 4 posterior samples
+    python examples/colorization.py --method replacement --steps 1000   # score_sde's sampler
     python examples/colorization.py --quick    # a smoke run (CI)
 
 The gray image is the first coordinate of an orthonormal colour-decoupling transform,
-y = (R + G + B) / √3 (``GrayscaleOp``); hard replacement keeps it exactly while the prior
+y = (R + G + B) / √3 (``GrayscaleOp``); the sampler keeps it exactly while the prior
 fills in the two chroma coordinates. Writes OUT/colorization.png.
 """
 
@@ -28,7 +29,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="color-histology")
     parser.add_argument("--n", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: the operator's)")
+    parser.add_argument("--method", default=None, help="sampling method (default: the operator's)")
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--out", type=Path, default=Path("outputs/examples"))
     parser.add_argument("--quick", action="store_true")
@@ -40,7 +42,8 @@ def main() -> None:
     truth = colour_crops(args.n, prior.image_size, seed=5_000_000, sources=("histology",))
     operator = scoreinv.GrayscaleOp(image_size=prior.image_size)
     gray = operator(truth)                                    # (n, 1, H, W) = (R+G+B)/√3
-    result = scoreinv.posterior(gray, operator, prior, steps=args.steps, num_samples=args.samples, seed=0)
+    result = scoreinv.posterior(gray, operator, prior, steps=args.steps, method=args.method,
+                                    num_samples=args.samples, seed=0)
     colour = torch.as_tensor(result.mean).clamp(0, 1)
     naive = gray.expand(-1, 3, -1, -1) / 3**0.5                # the gray image as RGB
     print(f"colorization PSNR {psnr(colour, truth).mean():.2f} dB vs gray-as-RGB "

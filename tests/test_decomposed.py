@@ -75,8 +75,8 @@ def test_vp_family_agrees_with_the_posterior(sde):
     mean, std = analytic(prior, operator, y, 0.0)
     result = posterior(y, operator, prior, method="decomposed", num_samples=200, seed=0, progress=False)
     mean_error, std_error = errors(result, mean, std)
-    assert mean_error < 0.12  # measured 0.06 (VP), 0.06 (sub-VP)
-    assert std_error < 0.30  # measured 0.10, 0.08
+    assert mean_error < 0.12  # measured 0.07 (VP), 0.06 (sub-VP)
+    assert std_error < 0.30  # measured 0.12, 0.15
 
 
 def test_inpainting_and_colorization_match_the_posterior():
@@ -85,7 +85,7 @@ def test_inpainting_and_colorization_match_the_posterior():
     y = operator(prior.sample(1, torch.Generator().manual_seed(0)).float())[0]
     mean, std = analytic(prior, operator, y, 0.0)
     result = posterior(y, operator, prior, method="decomposed", num_samples=200, seed=0, progress=False)
-    assert errors(result, mean, std, unknown=operator.mask.flatten() == 0) < (0.12, 0.2)  # 0.08 / 0.05
+    assert errors(result, mean, std, unknown=operator.mask.flatten() == 0) < (0.12, 0.2)  # 0.07 / 0.08
 
     prior = correlated_prior(8, 2.0, channels=3, rho=0.8)
     operator = GrayscaleOp(8)
@@ -93,7 +93,7 @@ def test_inpainting_and_colorization_match_the_posterior():
     mean, std = analytic(prior, operator, y, 0.0)
     result = posterior(y, operator, prior, method="decomposed", num_samples=200, seed=0, progress=False)
     mean_error, std_error = errors(result, mean, std)
-    assert mean_error < 0.12 and std_error < 0.2  # 0.04 / 0.07
+    assert mean_error < 0.12 and std_error < 0.2  # 0.03 / 0.16
 
 
 def test_seeded_and_batch_independent():

@@ -64,7 +64,7 @@ def test_inpainting_keeps_the_measured_pixels():
     x_hat = reconstruct(y, operator, prior, steps=50, seed=0, progress=False)
     known = operator.mask.bool().expand_as(x_hat)
     assert torch.allclose(x_hat[known], x[known], atol=1e-5)
-    assert resolve_settings(operator).method == "replacement"
+    assert (resolve_settings(operator).method, resolve_settings(operator).zeta) == ("decomposed", 0.7)
 
 
 def test_colorization_keeps_the_gray_image():
@@ -83,8 +83,8 @@ def test_defaults_per_operator_family_then_method_then_user():
     clean = resolve_settings(RadonOp(23, image_size=32))
     assert (clean.num_samples, clean.zeta, clean.eta) == (1, 0.85, None)  # the field's fallback; ζ, not η
     assert resolve_settings(RadonOp(23, image_size=32), settings=clean) == clean  # resolves to itself
-    assert resolve_settings(MaskOp(image_size=8, fraction=0.5), method="decomposed").eta == 1.0
-    assert resolve_settings(MaskOp(image_size=8, fraction=0.5), method="decomposed").zeta is None
+    masked = resolve_settings(MaskOp(image_size=8, fraction=0.5), method="decomposed")
+    assert (masked.zeta, masked.eta) == (0.7, None)
     # setting η brings back DDIM's rule: the family's ζ does not apply; setting both is an error
     assert resolve_settings(RadonOp(23, image_size=32), eta=0.5).zeta is None
     with pytest.raises(ValueError, match="set eta or zeta, not both"):
@@ -93,7 +93,9 @@ def test_defaults_per_operator_family_then_method_then_user():
     noisy = resolve_settings(RadonOp(23, image_size=32, noise_std=0.1), method="consistency")
     assert (noisy.final_iterations, noisy.step_filter, noisy.final_filter, noisy.num_samples) == (
         0, "shepp-logan", "hann", 1)
-    assert resolve_settings(MaskOp(image_size=8, fraction=0.5)).method == "replacement"
+    assert resolve_settings(MaskOp(image_size=8, fraction=0.5)).method == "decomposed"
+    assert resolve_settings(MaskOp(image_size=8, fraction=0.5, noise_std=0.1)).method == "replacement"
+    assert resolve_settings(GrayscaleOp(8)).steps == 100
     # a method the family does not default to takes the method's own defaults for what it reads
     guided = resolve_settings(RadonOp(23, image_size=32), method="guidance")
     assert guided.guidance_scale == 1.0 and guided.guidance_max_ratio == 10.0
@@ -147,7 +149,7 @@ def test_fbp_windows_reach_the_consistency_steps_and_other_operators_refuse_them
     mask = MaskOp(image_size=16, fraction=0.5, generator=torch.Generator().manual_seed(0))
     x = prior.sample(1, torch.Generator().manual_seed(1))
     with pytest.raises(ValueError, match="which MaskOp cannot use: MaskOp has no option 'fbp_filter'"):
-        posterior(mask(x), mask, prior, steps=2, step_filter="hann", progress=False)
+        posterior(mask(x), mask, prior, method="replacement", steps=2, step_filter="hann", progress=False)
     with pytest.raises(ValueError, match="final_filter"):
         posterior(y, operator, prior, steps=2, final_filter="gauss", progress=False)
 
