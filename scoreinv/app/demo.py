@@ -68,7 +68,7 @@ def _figure(path: Path, images: dict[str, np.ndarray], std: np.ndarray, scores: 
 
 def run_demo(
     out_dir: Path | str = "scoreinv-demo",
-    model: Any = "ct-phantom",
+    model: Any = "ct-anatomy",
     n_images: int = 4,
     views: int = 23,
     noise: float = 0.01,

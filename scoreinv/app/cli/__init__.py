@@ -15,7 +15,7 @@
     scoreinv data simulate IN.h5 OUT.h5 [--operator radon|mask|grayscale] [--views 23] [--noise-std S]
         [--fraction F] [--seed K] [--config FILE] [--overwrite]
 
-MODEL is a registered prior (ct-phantom, color-histology) or a checkpoint path; without
+MODEL is a registered prior (ct-anatomy, ct-phantom, color-histology) or a checkpoint path; without
 ``--model``, ``reconstruct`` and ``batch`` take the registered prior for the operator's modality,
 channels and image size. SAMPLER SETTINGS are one flag per field of
 scoreinv.config.ReconstructionSettings (``--steps N``, ``--final-iterations K``, ...), generated
