@@ -63,7 +63,7 @@ def main() -> None:
             estimate = torch.as_tensor(result.mean).clamp(0, 1)
             quality_psnr, quality_ssim = psnr(estimate, truth), ssim(estimate, truth)
             label = f"{name} ({result.settings['method']})"
-            print(f"| {title} | {label} | {result.nfe} | {quality_psnr.mean():.2f} ± {quality_psnr.std():.2f} | "
+            print(f"| {title} | {label} | {result.evaluations_per_item} | {quality_psnr.mean():.2f} ± {quality_psnr.std():.2f} | "
                   f"{quality_ssim.mean():.3f} | {seconds / args.n:.2f} |", flush=True)
 
 

@@ -32,11 +32,6 @@ from scoreinv.reconstruct import posterior
 HELD_OUT = 10**6 + 7
 
 
-def evaluations_per_image(result) -> int:
-    """Score evaluations per image: each of the ``num_samples`` chains makes ``nfe``."""
-    return result.nfe * result.settings["num_samples"]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("settings", nargs="*", default=["{}"], help="JSON dicts of decomposed options")
@@ -82,14 +77,14 @@ def main() -> None:
             options = json.loads(text)
             started = time.perf_counter()
             result = posterior(y, operator, prior, seed=0, progress=False, **options)
-            report(json.dumps(options), str(evaluations_per_image(result)), result.mean, time.perf_counter() - started)
+            report(json.dumps(options), str(result.evaluations_per_item), result.mean, time.perf_counter() - started)
         for text in args.settings:
             options = json.loads(text)
             for evaluations in args.evals:
                 started = time.perf_counter()
                 result = posterior(y, operator, prior, method="decomposed", steps=evaluations, seed=0,
                                    progress=False, **options)
-                report(f"decomposed {json.dumps(options)}", str(evaluations_per_image(result)), result.mean,
+                report(f"decomposed {json.dumps(options)}", str(result.evaluations_per_item), result.mean,
                        time.perf_counter() - started)
 
 

@@ -135,7 +135,7 @@ def run_ours(model, operator, y, steps=None):
     several chains; returns the estimate and the score evaluations per image over all chains."""
     overrides = {} if steps is None else {"method": "decomposed", "steps": steps, "num_samples": 1}
     result = posterior(y, operator, model, seed=0, progress=False, **overrides)
-    return torch.as_tensor(result.mean), result.nfe * result.settings["num_samples"]
+    return torch.as_tensor(result.mean), result.evaluations_per_item
 
 
 def mean_psnr(estimate, truth) -> float:

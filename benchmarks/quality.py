@@ -128,7 +128,7 @@ def main() -> None:
                         result = posterior(y[start:start + args.batch], operator, prior, seed=0, progress=False,
                                            **options)
                         outputs.append(torch.as_tensor(result.mean))
-                        evaluations = result.nfe * result.settings["num_samples"]  # per image
+                        evaluations = result.evaluations_per_item
                     return torch.cat(outputs), evaluations
                 methods[label] = run
             for label, method in methods.items():

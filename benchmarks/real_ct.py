@@ -88,7 +88,7 @@ def main() -> None:
 
         def scoreinv_default() -> torch.Tensor:
             result = posterior(y, operator, prior, progress=False)
-            settings.update(result.settings, nfe=result.nfe * result.settings["num_samples"])
+            settings.update(result.settings, nfe=result.evaluations_per_item)
             return torch.as_tensor(result.mean)
 
         methods["scoreinv (defaults)"] = scoreinv_default

@@ -73,6 +73,12 @@ class Posterior:
     seconds: float
     settings: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def evaluations_per_item(self) -> int:
+        """Score evaluations spent on each measurement: ``nfe`` for each of its ``num_samples``
+        trajectories (the cost to compare against another solver's)."""
+        return self.nfe * int(self.settings.get("num_samples", 1))
+
 
 def resolve_settings(operator: LinearOperator, settings: ReconstructionSettings | Mapping[str, Any] | None = None,
                      **overrides: Any) -> ReconstructionSettings:

@@ -51,6 +51,7 @@ def test_posterior_returns_mean_std_and_samples(ct):
     assert (result.std > 0).all()
     assert result.settings["method"] == "decomposed" and result.settings["num_samples"] == 5
     assert result.nfe == 20  # noise-free CT defaults to the decomposed sampler: one evaluation per step
+    assert result.evaluations_per_item == 100  # 5 trajectories of 20 evaluations per measurement
     # reconstruct with num_samples > 1 is the posterior mean
     mean = reconstruct(y.numpy(), operator, prior, steps=20, num_samples=5, seed=0, progress=False)
     np.testing.assert_array_equal(mean, result.mean)

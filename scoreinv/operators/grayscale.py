@@ -56,7 +56,7 @@ class GrayscaleOp(SubsampledTransformOp):
         steps gave 24.8 / 0.929 there but fell below replacement on the 4 test crops (24.9 against
         25.7 dB), 100 steps did not (26.6) (docs/reconstruct.md). With noise: replacement, 1000
         steps (not measured against decomposed sampling)."""
-        if method in (None, "decomposed") and (method == "decomposed" or self.noise_std == 0):
+        if method == "decomposed" or (method is None and self.noise_std == 0):
             return {"method": "decomposed", "steps": 100, "zeta": 0.7}
         return {"method": "replacement", "steps": 1000, "snr": 0.16}
 

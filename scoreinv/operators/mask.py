@@ -170,7 +170,7 @@ class MaskOp(SubsampledTransformOp):
         SSIM 0.906 against 33.1 / 0.889 for hard replacement at 1000 steps (2000 evaluations),
         20× the cost (docs/reconstruct.md). With noise: replacement, 1000 steps (not measured
         against decomposed sampling)."""
-        if method in (None, "decomposed") and (method == "decomposed" or self.noise_std == 0):
+        if method == "decomposed" or (method is None and self.noise_std == 0):
             return {"method": "decomposed", "steps": 100, "zeta": 0.7}
         return {"method": "replacement", "steps": 1000, "snr": 0.16}
 
