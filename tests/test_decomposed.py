@@ -191,3 +191,22 @@ def test_consistency_refuses_fewer_steps_than_its_minimum():
     assert resolve_settings(mask, method="replacement", steps=25).steps == 25
     # the decomposed sampler has no such minimum
     assert torch.isfinite(torch.as_tensor(posterior(y, operator, prior, steps=3, progress=False).mean)).all()
+
+
+def test_fresh_noise_share_reproduces_the_ancestral_step_on_a_geometric_grid():
+    """η = 1 draws c² = σ'²(1 − σ'²/σ²) fresh; on a VE log-σ grid σ'/σ = r is constant, so a fixed
+    ζ = 1 − r² must give the same chain draw for draw, and any other ζ a different one."""
+    prior = correlated_prior(4, 1.5)
+    steps = 12
+    sigmas = prior.sde.noise_level(sampling_times(prior.sde, steps, 1e-3, "log-sigma"))
+    ratio = float(sigmas[1] / sigmas[0])
+    assert torch.allclose(sigmas[1:] / sigmas[:-1], torch.full((steps - 1,), ratio, dtype=sigmas.dtype), rtol=1e-6)
+
+    def run(**options):
+        return pc_sample(prior, prior.sde, (64, 1, 4, 4), steps=steps, predictor="ddim", corrector="none",
+                         predictor_options=options, time_grid="log-sigma", eps=1e-3,
+                         generator=torch.Generator().manual_seed(0), progress=False).samples
+
+    ancestral = run(eta=1.0)
+    assert torch.allclose(run(zeta=1 - ratio**2), ancestral, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(run(zeta=1.0), ancestral, rtol=1e-2, atol=1e-3)
