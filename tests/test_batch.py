@@ -1,5 +1,5 @@
 """Batch reconstruction: per-item determinism, reconstruct_h5's output, resume after SIGKILL,
-refusals, per-item failures and bad-input errors. Tiny 16² prior, 3 sampler steps."""
+refusals, per-item failures and bad-input errors. Tiny 16² prior, 5 sampler steps."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from scoreinv.reconstruct import posterior
 from scoreinv.sde import VESDE
 from scoreinv.seeding import ItemGenerators, item_seed, standard_normal
 
-SETTINGS = ReconstructionSettings(steps=3, num_samples=2, seed=5)
+SETTINGS = ReconstructionSettings(steps=5, num_samples=2, seed=5)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_an_items_result_does_not_depend_on_its_batch(case):
     channels = operator.in_shape[0]
     prior = GaussianPrior(VESDE(0.01, 5.0), torch.full((channels, SIZE, SIZE), 0.5),
                           torch.full((channels, SIZE, SIZE), 0.05))
-    options = {"method": "guidance", "steps": 100} if case == "guidance" else {"steps": 3}
+    options = {"method": "guidance", "steps": 100} if case == "guidance" else {"steps": 5}
     y = operator(images(6, channels))
     results = {}
     for size in (1, 2, 3, 6):
@@ -95,7 +95,7 @@ def test_with_a_network_an_item_depends_only_on_the_batch_size_not_on_its_batch_
     y = operator(images(6))
 
     def run(items):
-        return posterior(y[items], operator, model, steps=3, seed=7, num_samples=2, progress=False,
+        return posterior(y[items], operator, model, steps=5, seed=7, num_samples=2, progress=False,
                          item_seeds=items).samples
 
     first, second = run([0, 1, 2]), run([4, 2, 0])
@@ -108,7 +108,7 @@ def test_with_a_network_an_item_depends_only_on_the_batch_size_not_on_its_batch_
 def test_item_seeds_must_match_the_batch():
     operator = RadonOp(4, image_size=SIZE)
     with pytest.raises(ValueError, match="item_seeds holds 1 values but the batch has 2 items"):
-        posterior(operator(images(2)), operator, tiny_model(), steps=3, item_seeds=[0], progress=False)
+        posterior(operator(images(2)), operator, tiny_model(), steps=5, item_seeds=[0], progress=False)
 
 
 # --- reconstruct_h5 ---------------------------------------------------------------------------
@@ -125,7 +125,7 @@ def test_reconstruct_h5_writes_every_item_with_metrics_and_configuration(files, 
     assert np.isfinite(result["psnr"]).all() and np.isfinite(result["ssim"]).all()
     assert summary.psnr == pytest.approx(result["psnr"].mean())
     config = summary.config
-    assert config["settings"]["steps"] == 3 and config["settings"]["method"] == "decomposed"  # default resolved
+    assert config["settings"]["steps"] == 5 and config["settings"]["method"] == "decomposed"  # default resolved
     assert config["settings"]["cg_iterations"] is not None
     assert config["operator"]["type"] == "RadonOp"
     assert config["model"]["config"]["unet"]["image_size"] == SIZE and len(config["model"]["sha256"]) == 64
@@ -135,7 +135,7 @@ def test_reconstruct_h5_writes_every_item_with_metrics_and_configuration(files, 
         y = torch.from_numpy(np.asarray(handle["measurements"][2:4]))
     from scoreinv.checkpoint import load_model
     pair = posterior(y, RadonOp(4, image_size=SIZE, noise_std=0.01), load_model(files["checkpoint"]),
-                     steps=3, num_samples=2, seed=5, item_seeds=[2, 3], progress=False)
+                     steps=5, num_samples=2, seed=5, item_seeds=[2, 3], progress=False)
     assert np.array_equal(result["reconstructions"][2:4], pair.mean.numpy())
 
     other = tmp_path / "other.h5"
@@ -163,8 +163,8 @@ def test_a_complete_output_is_returned_without_recomputing(files, tmp_path):
 def test_a_different_configuration_is_refused(files, tmp_path):
     out = tmp_path / "out.h5"
     reconstruct_h5(files["data"], out, files["checkpoint"], SETTINGS, batch_size=5, progress=False)
-    changed = SETTINGS.model_copy(update={"steps": 4})
-    with pytest.raises(FileExistsError, match=r"different configuration \(settings.steps: 3 -> 4\)"):
+    changed = SETTINGS.model_copy(update={"steps": 6})
+    with pytest.raises(FileExistsError, match=r"different configuration \(settings.steps: 5 -> 6\)"):
         reconstruct_h5(files["data"], out, files["checkpoint"], changed, progress=False)
     reconstruct_h5(files["data"], out, files["checkpoint"], changed, progress=False, overwrite=True)
     assert read(out)["done"].all()
@@ -262,7 +262,7 @@ def slow(folder, arrays):  # leave time to be killed between parts
 
 b.write_part = slow
 b.reconstruct_h5(sys.argv[1], sys.argv[2], sys.argv[3],
-                 ReconstructionSettings(steps=3, num_samples=2, seed=5), batch_size=3, progress=False)
+                 ReconstructionSettings(steps=5, num_samples=2, seed=5), batch_size=3, progress=False)
 """
 
 

@@ -26,7 +26,7 @@ def test_two_processes_write_what_one_process_writes(tmp_path):
     out = tmp_path / "distributed.h5"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SCOREINV_DIST_BACKEND": "gloo"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "scoreinv", "batch", str(data), str(out), "--model", str(checkpoint), "--steps", "3",
+               "-m", "scoreinv", "batch", str(data), str(out), "--model", str(checkpoint), "--steps", "5",
                "--num-samples", "2", "--seed", "5", "--batch-size", "2"]
     finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,
                               check=False)
@@ -35,7 +35,7 @@ def test_two_processes_write_what_one_process_writes(tmp_path):
     assert not work_folder(out).exists()
 
     single = tmp_path / "single.h5"
-    reconstruct_h5(data, single, checkpoint, ReconstructionSettings(steps=3, num_samples=2, seed=5),
+    reconstruct_h5(data, single, checkpoint, ReconstructionSettings(steps=5, num_samples=2, seed=5),
                    batch_size=2, progress=False)
     (joined, run), (reference, _) = read(out), read(single)
     assert run["world_size"] == 2

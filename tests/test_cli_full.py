@@ -118,12 +118,12 @@ def test_reconstruct_h5_and_npy_inputs_npy_and_png_outputs(work, tmp_path, capsy
     config.write_text(f'model = "{work.model.as_posix()}"\n\n[settings]\nsteps = 50\nnum_samples = 2\n')
     out = tmp_path / "from_h5.npy"
     assert main(["reconstruct", str(work.sinograms), str(out), "--config", str(config), "--items", "1:3",
-                 "--steps", "4"]) == 0
+                 "--steps", "6"]) == 0
     assert "reconstructed 2 items (2 samples each" in capsys.readouterr().out
     mean, std = np.load(out), np.load(tmp_path / "from_h5_std.npy")
     assert mean.shape == std.shape == (2, 1, 16, 16) and (std > 0).any()
     record = json.loads((tmp_path / "from_h5.json").read_text())
-    assert record["config"]["settings"]["steps"] == 4 and record["config"]["settings"]["num_samples"] == 2
+    assert record["config"]["settings"]["steps"] == 6 and record["config"]["settings"]["num_samples"] == 2
     assert record["operator"]["type"] == "RadonOp" and record["operator"]["n_views"] == 8
     assert record["settings"]["method"] == "decomposed" and record["nfe"] > 0
 
@@ -133,14 +133,14 @@ def test_reconstruct_h5_and_npy_inputs_npy_and_png_outputs(work, tmp_path, capsy
         np.save(tmp_path / "one.npy", handle["measurements"][0])
     again = tmp_path / "from_npy.npy"
     assert main(["reconstruct", str(tmp_path / "sinograms.npy"), str(again), "--config", str(config),
-                 "--operator", "radon", "--views", "8", "--noise-std", "0.01", "--steps", "4"]) == 0
+                 "--operator", "radon", "--views", "8", "--noise-std", "0.01", "--steps", "6"]) == 0
     assert json.loads((tmp_path / "from_npy.json").read_text())["config"]["operator"]["views"] == 8
     assert np.load(again).shape == (2, 1, 16, 16)
 
     # one item (C, V, D) to a .png grid, and its std panel
     picture = tmp_path / "one.png"
     assert main(["reconstruct", str(tmp_path / "one.npy"), str(picture), "--model", str(work.model),
-                 "--views", "8", "--noise-std", "0.01", "--steps", "3", "--num-samples", "2"]) == 0
+                 "--views", "8", "--noise-std", "0.01", "--steps", "5", "--num-samples", "2"]) == 0
     assert "reconstructed 1 item " in capsys.readouterr().out
     assert picture.read_bytes()[:8] == PNG_MAGIC and (tmp_path / "one_std.png").read_bytes()[:8] == PNG_MAGIC
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files
@@ -149,11 +149,11 @@ def test_reconstruct_h5_and_npy_inputs_npy_and_png_outputs(work, tmp_path, capsy
 def test_batch_matches_reconstruct(work, tmp_path, capsys):
     single = tmp_path / "single.npy"
     assert main(["reconstruct", str(work.sinograms), str(single), "--model", str(work.model), "--items", "2:4",
-                 "--steps", "3"]) == 0
+                 "--steps", "5"]) == 0
     out = tmp_path / "batch.h5"
     config = tmp_path / "batch.json"
     config.write_text(json.dumps({"model": str(work.model), "batch_size": 3, "settings": {"steps": 20}}))
-    assert main(["batch", str(work.sinograms), str(out), "--config", str(config), "--steps", "3"]) == 0
+    assert main(["batch", str(work.sinograms), str(out), "--config", str(config), "--steps", "5"]) == 0
     line = capsys.readouterr().out
     assert "12 items: 12 reconstructed, 0 already done, 0 failed" in line and "PSNR" in line
     with h5py.File(out) as handle:
