@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--evals", type=int, nargs="+", default=[10, 20, 50, 100], help="score evaluations")
     parser.add_argument("--baseline", action="append", default=[], help="JSON dict of posterior() options")
     parser.add_argument("--model", default="ct-phantom")
-    parser.add_argument("--family", default="mixed", choices=["ellipses", "chest", "mixed"])
+    parser.add_argument("--family", default="mixed", choices=["ellipses", "chest", "mixed", "anatomy"])
     parser.add_argument("--n", type=int, default=4, help="held-out phantoms")
     parser.add_argument("--seed", type=int, default=HELD_OUT,
                         help="phantom seed: 10**6 + 7 held-out (default), 5000000 the validation set of quality.py")

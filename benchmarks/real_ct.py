@@ -2,6 +2,7 @@
 
     python benchmarks/real_ct.py                         # the bundled CT prior at its defaults
     python benchmarks/real_ct.py --model runs/ct.pt --figure docs/figures/real_ct.png
+    python benchmarks/real_ct.py --model ct-anatomy --noise 0 --options '{"num_samples": 4}'
 
 The slices are real patient CT (nobody here made them), imported with
 :func:`scoreinv.datasets.read_dicom_ct` (HU through RescaleSlope / Intercept), mapped to [0, 1]
@@ -11,12 +12,14 @@ They are a test set only: no prior is trained on them.
 Rows: noise-free and Gaussian noise of 1% of each slice's sinogram peak, 23 views. Methods: FBP,
 SIRT-300, TV (Chambolle–Pock, 500 iterations) with λ chosen on 8 validation anatomy phantoms at
 the same noise level, and scoreinv at its defaults (``--model``). PSNR / SSIM with data range 1,
-per slice and mean ± std. ``--figure`` draws truth, FBP, SIRT, TV and scoreinv per slice.
+per slice and mean ± std. ``--options`` adds scoreinv rows with these JSON options of
+:func:`scoreinv.posterior` (seed 0) beside the defaults. ``--figure`` draws truth, FBP, SIRT, TV and scoreinv per slice.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import time
 from pathlib import Path
@@ -64,6 +67,7 @@ def main() -> None:
     parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.01])
     parser.add_argument("--tv-iterations", type=int, default=500)
     parser.add_argument("--sirt-iterations", type=int, default=300)
+    parser.add_argument("--options", action="append", default=[], help="JSON dict of posterior() options")
     parser.add_argument("--figure", type=Path)
     args = parser.parse_args()
 
@@ -92,6 +96,11 @@ def main() -> None:
             return torch.as_tensor(result.mean)
 
         methods["scoreinv (defaults)"] = scoreinv_default
+        for text in args.options:
+            options = json.loads(text)
+            methods[f"scoreinv {text}"] = (
+                lambda options=options: torch.as_tensor(posterior(y, operator, prior, seed=0, progress=False,
+                                                                  **options).mean))
         for label, method in methods.items():
             started = time.perf_counter()
             estimate = method().detach().cpu().clamp(0, 1)

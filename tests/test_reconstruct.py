@@ -48,7 +48,8 @@ def test_posterior_returns_mean_std_and_samples(ct):
     assert result.samples.shape == (2, 5, 1, 16, 16)
     np.testing.assert_allclose(result.mean, result.samples.mean(axis=1), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(result.std, result.samples.std(axis=1, ddof=1), rtol=1e-4, atol=1e-6)
-    assert (result.std > 0).all()
+    # the noise-free final projection pins the few pixels the data determine alone (std 0 there)
+    assert (result.std > 0).mean() > 0.9
     assert result.settings["method"] == "decomposed" and result.settings["num_samples"] == 5
     assert result.nfe == 20  # noise-free CT defaults to the decomposed sampler: one evaluation per step
     assert result.evaluations_per_item == 100  # 5 trajectories of 20 evaluations per measurement
@@ -82,7 +83,8 @@ def test_defaults_per_operator_family_then_method_then_user():
     assert (noisy.method, noisy.steps, noisy.num_samples, noisy.zeta, noisy.damping_weight) == (
         "decomposed", 50, 2, 0.9, 0.5)
     clean = resolve_settings(RadonOp(23, image_size=32))
-    assert (clean.num_samples, clean.zeta, clean.eta) == (1, 0.85, None)  # the field's fallback; ζ, not η
+    assert (clean.num_samples, clean.zeta, clean.eta) == (2, 0.85, None)  # ζ, not η
+    assert (clean.cg_iterations, clean.final_iterations, noisy.final_iterations) == (7, 300, 7)
     assert resolve_settings(RadonOp(23, image_size=32), settings=clean) == clean  # resolves to itself
     masked = resolve_settings(MaskOp(image_size=8, fraction=0.5), method="decomposed")
     assert (masked.zeta, masked.eta) == (0.7, None)
