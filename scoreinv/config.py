@@ -211,6 +211,9 @@ class ReconstructionSettings(StrictModel):
     eta: float | None = Field(None, ge=0, le=1, description="decomposed: DDIM stochasticity η (0 deterministic, 1 ancestral)")
     zeta: float | None = Field(None, ge=0, le=1, description="decomposed: share ζ of the next noise level drawn fresh each step (1: re-noise the estimate); replaces η's rule when set")
     cg_iterations: int | None = Field(None, ge=0, description="decomposed: CG iterations of the consistency step on x̂₀")
+    projection_noise_level: float | None = Field(
+        None, ge=0, description="decomposed: below this noise level σ_t (image units) a consistency step runs "
+        "final_iterations CG iterations, close to the projection onto A x = y (None: only the last step)")
     damping_weight: float | None = Field(
         None, ge=0, description="decomposed: w of the damping δ_t = w σ_y² / σ_t² of the consistency step (noisy data)")
     time_grid: Literal["uniform", "log-sigma", "karras"] | None = Field(

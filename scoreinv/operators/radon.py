@@ -101,15 +101,16 @@ class RadonOp(SubsampledTransformOp):
 
     def default_settings(self, method: str | None = None) -> dict:
         """Decomposed sampling with a fixed share ζ of fresh noise per step, the mean of 2 samples of
-        50 steps (100 score evaluations): noise-free ζ = 0.85 and a final projection onto
-        {A x = y} (300 CG iterations); noisy ζ = 0.9 and damping weight w = 0.5. Another
+        50 steps (100 score evaluations). Noise-free: ζ = 0.85, and the steps below σ_t = 0.1 and
+        the last one project onto {A x = y} (300 CG iterations, ``final_iterations`` /
+        ``projection_noise_level``). Noisy: ζ = 0.9 and damping weight w = 0.5. Another
         ``method`` gets the consistency settings.
 
         Noise-free, on 8 validation anatomy phantoms (``phantoms("anatomy", 8, 64,
-        seed=5_000_000)``, ct-anatomy): 40.7 dB for one sample with K = 7 throughout (the former
-        default), 42.0 with the final projection, 43.4 for the mean of two such samples; two
-        samples without it 42.0, 2 × 50 with K = 100 throughout 43.3 (but K of 8–100 amplifies
-        rounding, docs/reconstruct.md). On 8 validation mixed phantoms: 46.0 → 47.9 dB.
+        seed=5_000_000)``, ct-anatomy): 40.7 dB for the former default (one sample, K = 7
+        throughout), 42.0 for two such samples, 43.3 for two with K = 100 throughout (which
+        amplifies rounding), 43.6 for this default; σ_p = 0.03 and 0.3 gave 43.6 too
+        (docs/reconstruct.md).
 
         Chosen on 8 validation phantoms (``phantoms("mixed", 8, 64, seed=5_000_000)``, 23 views,
         bundled prior; docs/reconstruct.md). Noise-free, 50 steps: 45.0 dB with ζ = 0.85 against
@@ -123,7 +124,8 @@ class RadonOp(SubsampledTransformOp):
         if method in (None, "decomposed"):
             if self.noise_std > 0:
                 return {"method": "decomposed", "steps": 50, "num_samples": 2, "zeta": 0.9, "damping_weight": 0.5}
-            return {"method": "decomposed", "steps": 50, "num_samples": 2, "zeta": 0.85, "final_iterations": 300}
+            return {"method": "decomposed", "steps": 50, "num_samples": 2, "zeta": 0.85, "final_iterations": 300,
+                    "projection_noise_level": 0.1}
         if self.noise_std > 0:
             return {"method": "consistency", "steps": 200, "snr": 0.246, "weight": 1.0,
                     "final_iterations": 0, "final_damping": 0.0,
