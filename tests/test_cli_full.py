@@ -175,7 +175,7 @@ def test_batch_matches_reconstruct(work, tmp_path, capsys):
         (["likelihood"], ["(default: 256)", "(default: False)", "(default: 0)"]),
         (["data", "simulate"], ["(default: radon)", "(default: 23)", "(default: 0.0)"]),
         (["data", "phantoms"], ["(default: 64)", "(default: mixed)", "(default: required)"]),
-        (["demo"], ["(default: 23)", "(default: ct-anatomy)"]),
+        (["demo"], ["(default: 23)", "(default: the registered prior for 64² CT)"]),
     ],
 )
 def test_help_shows_defaults(capsys, command, expected):

@@ -68,7 +68,7 @@ def _figure(path: Path, images: dict[str, np.ndarray], std: np.ndarray, scores: 
 
 def run_demo(
     out_dir: Path | str = "scoreinv-demo",
-    model: Any = "ct-anatomy",
+    model: Any = None,
     n_images: int = 4,
     views: int = 23,
     noise: float = 0.01,
@@ -80,9 +80,11 @@ def run_demo(
 ) -> DemoResult:
     """Run the demo; returns the table rows and writes ``demo.png`` and ``demo.json`` in ``out_dir``.
 
-    ``steps`` and ``num_samples`` None take :func:`scoreinv.reconstruct`'s defaults for the noisy
-    RadonOp (the demo shows what a user gets without choosing anything)."""
-    from scoreinv.checkpoint import load_model
+    ``model`` None takes the registered prior for 64² CT (the first in
+    :data:`scoreinv.checkpoint.PRIORS`); ``steps`` and ``num_samples`` None take
+    :func:`scoreinv.reconstruct`'s defaults for the noisy RadonOp (the demo shows what a user
+    gets without choosing anything)."""
+    from scoreinv.checkpoint import default_prior, load_model
     from scoreinv.classical import sirt
     from scoreinv.datasets.phantoms import phantoms
     from scoreinv.metrics import psnr, ssim
@@ -92,6 +94,8 @@ def run_demo(
     if n_images < 1 or views < 1 or noise < 0 or (num_samples is not None and num_samples < 1):
         raise ValueError("n_images, views and num_samples must be >= 1 and noise >= 0")
     out_dir = Path(out_dir)
+    if model is None:
+        model = default_prior("ct", 1, 64)
     prior = load_model(model) if isinstance(model, (str, Path)) else model
     size = prior.image_size
     truth = phantoms("mixed", n_images, size, seed=HELD_OUT_SEED + seed)

@@ -223,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     likelihood.set_defaults(handler="likelihood")
     demo = commands.add_parser("demo", help="sparse-view CT of held-out phantoms: FBP, SIRT, scoreinv",
                                formatter_class=defaults)
-    demo.add_argument("--model", default="ct-anatomy", help="bundled model name or checkpoint path")
+    demo.add_argument("--model", default=None, help="bundled model name or checkpoint path "
+                      "(default: the registered prior for 64² CT)")
     demo.add_argument("--out", type=Path, default=Path("scoreinv-demo"), help="folder for demo.png, demo.json")
     demo.add_argument("--images", type=int, default=4, help="held-out phantoms to reconstruct")
     demo.add_argument("--views", type=int, default=23, help="measured CT views")
