@@ -105,9 +105,8 @@ class DecomposedConsistency(Conditioning):
             return 0.0
         return self.noise_variance / self.noise_level(t) ** 2
 
-    def consistent(self, x0: torch.Tensor, t: float, iterations: int | None = None) -> torch.Tensor:
-        """x̂₀ + d, d from K (or ``iterations``) CG iterations on (AᵀA + δ_t I) d = Aᵀ(y − A x̂₀), d₀ = 0."""
-        iterations = self.iterations if iterations is None else iterations
+    def consistent(self, x0: torch.Tensor, t: float, iterations: int) -> torch.Tensor:
+        """x̂₀ + d, d from ``iterations`` CG iterations on (AᵀA + δ_t I) d = Aᵀ(y − A x̂₀), d₀ = 0."""
         if iterations == 0:
             return x0
         residual = self.y - self.operator(x0)
@@ -116,7 +115,7 @@ class DecomposedConsistency(Conditioning):
     def denoised(self, x0: torch.Tensor, t: torch.Tensor, generator: Any) -> torch.Tensor:
         time = float(t[0])
         late = self.projection_noise_level is not None and self.noise_level(time) < self.projection_noise_level
-        return self.consistent(x0, time, self.final_iterations if late else None)
+        return self.consistent(x0, time, self.final_iterations if late else self.iterations)
 
     def finish(self, x: torch.Tensor) -> torch.Tensor:
         return self.consistent(x, self.final_time, self.final_iterations)
