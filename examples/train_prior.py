@@ -1,4 +1,6 @@
-"""Train a bundled prior: ``ct-anatomy``, ``ct-phantom`` or ``color-histology``.
+"""Train a bundled prior: ``ct-patch``, ``ct-anatomy``, ``ct-phantom`` or ``color-histology``.
+
+    python examples/train_prior.py ct-patch --out runs/ct-patch.pt --steps 20000 --threads 1
 
     python examples/train_prior.py ct-anatomy --out runs/ct-anatomy.pt --steps 10000 --recipe edm
     python examples/train_prior.py ct-anatomy --out runs/ct-anatomy.pt --steps 12000 --recipe edm  # resumes
@@ -9,6 +11,9 @@
 Training data, generated up front from seed 1000 (held-out evaluation elsewhere uses
 seeds ≥ 10⁶, which the pool never saw):
 
+* ``ct-patch``: a patch prior (64² patches with their position, any image size from 64² to
+  512²), trained on random patches of procedural head / thorax / abdomen slices generated at
+  512² and area-averaged to 64², 128², 256² or 512² (:class:`scoreinv.training` draws them);
 * ``ct-anatomy``: half procedural head / thorax / abdomen slices at their HU
   (:func:`scoreinv.datasets.anatomy_phantoms`), a quarter chest-like phantoms, a quarter random
   ellipses;
@@ -32,7 +37,7 @@ from pathlib import Path
 import torch
 
 from scoreinv.checkpoint import export_model, trainable_copy
-from scoreinv.config import ModelConfig, SDEConfig, TrainingConfig, UNetConfig
+from scoreinv.config import ModelConfig, PatchConfig, SDEConfig, TrainingConfig, UNetConfig
 from scoreinv.datasets import colour_crops, phantoms
 from scoreinv.models import ScoreModel
 from scoreinv.training import edm_training_options, train
@@ -54,7 +59,36 @@ def model_config(size: int, channels: int = 1, recipe: str = "std", sigma_data: 
     )
 
 
-def training_pool(prior: str, n: int, size: int) -> torch.Tensor:
+def patch_model_config(patch: int = 64, sigma_max: float = 100.0) -> ModelConfig:
+    """The CT patch prior: VE σ 0.01…σ_max, the U-Net of ``model_config`` on P×P patches plus two
+    position channels, serving images of 64² to 512²."""
+    levels = (1, 2, 2, 2)
+    return ModelConfig(
+        sde=SDEConfig(kind="ve", sigma_min=0.01, sigma_max=sigma_max),
+        unet=UNetConfig(image_size=patch, channels=1, base_channels=24, channel_multipliers=levels,
+                        num_res_blocks=1, attention_resolutions=(patch // 2 ** (len(levels) - 1),),
+                        extra_input_channels=2),
+        value_range=(0.0, 1.0),
+        patch=PatchConfig(min_image_size=64, max_image_size=512),
+    )
+
+
+def training_pool(prior: str, n: int, size: int, cache: Path | None = None) -> torch.Tensor:
+    if cache is not None and cache.exists():
+        return torch.load(cache, weights_only=True)
+    if prior == "ct-patch":
+        # float16 halves the pool's memory (512² slices: 0.5 MB each); patches are cut in float32
+        pool = torch.cat([phantoms("anatomy", min(64, n - start), size, seed=TRAINING_SEED + start).half()
+                          for start in range(0, n, 64)])
+    else:
+        pool = _pool(prior, n, size)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(pool, cache)
+    return pool
+
+
+def _pool(prior: str, n: int, size: int) -> torch.Tensor:
     if prior == "ct-phantom":
         return phantoms("mixed", n, size, seed=TRAINING_SEED)
     if prior == "ct-anatomy":
@@ -67,10 +101,12 @@ def training_pool(prior: str, n: int, size: int) -> torch.Tensor:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("prior", choices=["ct-anatomy", "ct-phantom", "color-histology"])
+    parser.add_argument("prior", choices=["ct-patch", "ct-anatomy", "ct-phantom", "color-histology"])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--pool", type=int, default=6000, help="training images generated up front")
+    parser.add_argument("--size", type=int, default=None, help="training image size (default 512 for ct-patch, else 64)")
+    parser.add_argument("--pool", type=int, default=None,
+                        help="training images generated up front (default 640 for ct-patch, else 6000)")
+    parser.add_argument("--pool-cache", type=Path, help="keep the generated pool in this file and reuse it")
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=5e-4)
@@ -84,15 +120,21 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    patch = args.prior == "ct-patch"
+    size = args.size or (512 if patch else 64)
+    count = args.pool or (640 if patch else 6000)
     started = time.perf_counter()
-    pool = training_pool(args.prior, args.pool, args.size)
-    print(f"generated {len(pool)} training images of {args.size}² in {time.perf_counter() - started:.0f} s")
+    pool = training_pool(args.prior, count, size, args.pool_cache)
+    print(f"generated {len(pool)} training images of {size}² in {time.perf_counter() - started:.0f} s")
     if args.init_from:
         model = trainable_copy(args.init_from)
         recipe, sigma_data = model.config.preconditioning, model.config.sigma_data
+    elif patch:
+        recipe, sigma_data = "std", 0.5
+        model = ScoreModel(patch_model_config(), seed=0)
     else:
         recipe, sigma_data = args.recipe, float(pool.std())
-        model = ScoreModel(model_config(args.size, pool.shape[1], recipe, sigma_data), seed=0)
+        model = ScoreModel(model_config(size, pool.shape[1], recipe, sigma_data), seed=0)
     print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; {model.config.sde}; recipe {recipe}")
     training = TrainingConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                               warmup_steps=args.warmup_steps, ema_decay=0.999, checkpoint_every=200, seed=0,

@@ -64,6 +64,8 @@ class UNetConfig(StrictModel):
     dropout: float = Field(0.0, ge=0, lt=1)
     fourier_scale: float = Field(16.0, gt=0, description="std of the random Fourier time frequencies")
     group_norm_groups: int = Field(8, ge=1, description="GroupNorm groups (reduced to divide the width)")
+    extra_input_channels: int = Field(
+        0, ge=0, description="input channels beside the image's (a patch prior's 2 position channels)")
 
     @model_validator(mode="after")
     def _consistent(self) -> "UNetConfig":
@@ -86,8 +88,33 @@ class UNetConfig(StrictModel):
         return self
 
 
+class PatchConfig(StrictModel):
+    """A patch prior: the U-Net scores ``unet.image_size``² patches given their position.
+
+    The network's input is the noisy patch and two position channels, the coordinates (u, v) of
+    each pixel centre in the whole image, in [−1, 1] (u = (j + ½)/N·2 − 1 along columns,
+    v = (i + ½)/N·2 − 1 along rows). Their slope across the patch, 2/N per pixel, also tells the
+    network the image size N, so one prior serves every N in [min_image_size, max_image_size]
+    (:class:`scoreinv.models.ScoreModel` assembles the whole-image score from patches).
+    """
+
+    min_image_size: int = Field(64, ge=8, description="smallest whole-image size N it was trained for, pixels")
+    max_image_size: int = Field(512, ge=8, description="largest whole-image size N it was trained for, pixels")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "PatchConfig":
+        if self.min_image_size > self.max_image_size:
+            raise ValueError(f"min_image_size ({self.min_image_size}) must be <= max_image_size "
+                             f"({self.max_image_size})")
+        return self
+
+
 class ModelConfig(StrictModel):
-    """Everything needed to rebuild a trained prior: SDE, network and data range."""
+    """Everything needed to rebuild a trained prior: SDE, network and data range.
+
+    With ``patch`` set, the prior is a patch prior (:class:`PatchConfig`): ``unet.image_size`` is
+    the patch size P and ``unet.extra_input_channels`` must be 2 (the position channels).
+    """
 
     sde: SDEConfig = SDEConfig()
     unet: UNetConfig = UNetConfig()
@@ -96,12 +123,21 @@ class ModelConfig(StrictModel):
         "std", description="std: s = UNet(x, t) / std(t); edm: Karras et al. 2022's c_skip, c_out, c_in, "
         "c_noise around a denoiser (see scoreinv.models.ScoreModel)")
     sigma_data: float = Field(0.5, gt=0, description="edm: the data's standard deviation σ_d")
+    patch: PatchConfig | None = Field(None, description="a patch prior: scores patches given their position")
 
     @model_validator(mode="after")
     def _range(self) -> "ModelConfig":
         low, high = self.value_range
         if not low < high:
             raise ValueError(f"value_range must be (low, high) with low < high, got {self.value_range}")
+        extra = self.unet.extra_input_channels
+        if self.patch is not None and extra != 2:
+            raise ValueError(f"a patch prior needs unet.extra_input_channels = 2 (the position channels), got {extra}")
+        if self.patch is None and extra:
+            raise ValueError(f"unet.extra_input_channels = {extra} needs a patch prior (patch=PatchConfig(...))")
+        if self.patch is not None and self.patch.min_image_size < self.unet.image_size:
+            raise ValueError(f"patch.min_image_size ({self.patch.min_image_size}) must be >= the patch size "
+                             f"unet.image_size ({self.unet.image_size})")
         return self
 
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, IterableDataset
 from tqdm.auto import tqdm
@@ -46,6 +47,7 @@ from scoreinv.config import TrainingConfig
 from scoreinv.distributed import World, all_ok, barrier, device_for, world
 from scoreinv.losses import dsm_draws, dsm_loss
 from scoreinv.models import EMA, ScoreModel
+from scoreinv.models.patch import position_channels
 
 # Training-config fields that may change between a run and its resumption without
 # breaking exactness: the length of the run and how often it is saved.
@@ -189,8 +191,9 @@ class _Batches:
         except StopIteration:
             raise ValueError("the data iterable yields no batches") from None
 
-    def batch(self, step: int) -> tuple[torch.Tensor, int, slice]:
-        """This rank's rows of the batch of step ``step``, the global batch size, and which rows.
+    def batch(self, step: int) -> tuple[torch.Tensor, None, int, slice]:
+        """This rank's rows of the batch of step ``step``, no positions, the global batch size,
+        and which rows.
 
         The rows are (B / W, C, H, W) float32 on the training device (all B rows when alone).
         """
@@ -214,7 +217,70 @@ class _Batches:
             else:
                 batch = torch.stack([torch.as_tensor(_first_tensor(self.data[int(i)])) for i in indices])
                 self._check(batch, f"batch {step}")
-        return batch.to(self.device, torch.float32, non_blocking=True), size, rows
+        return batch.to(self.device, torch.float32, non_blocking=True), None, size, rows
+
+
+class _PatchBatches:
+    """Batch k of a patch prior: random P×P patches of images of random size, with their positions.
+
+    The data is a tensor (M, C, S, S) of large images. Item b of step k draws, from the step's
+    generator, an image, an image size N_b = S / s_b for a factor s_b chosen uniformly among the
+    integers that divide S and give N_b within the prior's ``[min_image_size, max_image_size]``
+    (and N_b >= P), and a patch position (top, left) uniform in [0, N_b − P]². The patch is the
+    s_b × s_b area average of the image (the image as rendered at N_b², with partial volume) at
+    that position; its position channels are those of an N_b × N_b image.
+    """
+
+    def __init__(self, data: Any, model: ScoreModel, config: TrainingConfig, device: torch.device,
+                 world_: World) -> None:
+        if not isinstance(data, torch.Tensor) or not data.is_floating_point() or data.dim() != 4:
+            got = tuple(data.shape) if isinstance(data, torch.Tensor) else type(data).__name__
+            raise ValueError(f"a patch prior trains on a floating tensor of images (M, C, S, S), got {got}")
+        channels, patch = model.channels, model.patch_size
+        if data.shape[1] != channels or data.shape[2] != data.shape[3]:
+            raise ValueError(f"data must have shape (M, {channels}, S, S) to fit the model, got {tuple(data.shape)}")
+        if data.shape[0] == 0:
+            raise ValueError("data tensor holds no images")
+        source = data.shape[-1]
+        low, high = model.image_sizes
+        self.factors = [f for f in range(1, source + 1)
+                        if source % f == 0 and low <= source // f <= high and source // f >= patch]
+        if not self.factors:
+            raise ValueError(f"images of {source}² give no image size in [{low}, {high}] by an integer factor: "
+                             f"use images of a size between {low} and {high} (or a multiple of one)")
+        bad = (~torch.isfinite(data)).sum().item()
+        if bad:
+            raise ValueError(f"data tensor holds {bad} non-finite values (NaN or inf)")
+        self.data, self.patch, self.config, self.device, self.world = data, patch, config, device, world_
+        _rows(world_, config.batch_size, "batch_size")
+
+    @property
+    def image_sizes(self) -> list[int]:
+        """The image sizes N the patches are drawn from."""
+        return [self.data.shape[-1] // f for f in self.factors]
+
+    def skip(self, steps: int) -> None:
+        """Batches depend on the step alone: nothing to skip."""
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, int, slice]:
+        """This rank's patches (B / W, C, P, P) and positions (B / W, 2, P, P) of step ``step``,
+        the global batch size, and which rows."""
+        generator = torch.Generator().manual_seed(step_seed(self.config.seed, step, "batch"))
+        size, patch = self.config.batch_size, self.patch
+        indices = torch.randint(self.data.shape[0], (size,), generator=generator)
+        factors = torch.tensor(self.factors)[torch.randint(len(self.factors), (size,), generator=generator)]
+        image_sizes = self.data.shape[-1] // factors
+        corners = (torch.rand((size, 2), generator=generator) * (image_sizes[:, None] - patch + 1)).long()
+        rows = _rows(self.world, size, "batch_size")
+        patches, positions = [], []
+        offsets = torch.arange(patch)
+        for b in range(size)[rows]:
+            f, (top, left) = int(factors[b]), corners[b].tolist()
+            crop = self.data[indices[b], :, top * f:(top + patch) * f, left * f:(left + patch) * f].float()
+            patches.append(F.avg_pool2d(crop[None], f)[0] if f > 1 else crop)
+            positions.append(position_channels((top + offsets)[None], (left + offsets)[None], int(image_sizes[b]))[0])
+        x0 = torch.stack(patches).to(self.device, torch.float32)
+        return x0, torch.stack(positions).to(self.device), size, rows
 
 
 def _restore(
@@ -303,7 +369,7 @@ class _Run:
     parameters: list[torch.nn.Parameter]
     optimizer: torch.optim.Optimizer
     ema: EMA
-    batches: _Batches
+    batches: _Batches | _PatchBatches
     path: Path | None
     use_amp: bool
     cuda_devices: list[int]
@@ -326,7 +392,7 @@ def _set_up(model: ScoreModel, data: Any, config: TrainingConfig, checkpoint_pat
     world_ = world()
     device = _training_device(world_, device, model)
     model.to(device)
-    batches = _Batches(data, model, config, device, world_)
+    batches = (_PatchBatches if model.is_patch_prior else _Batches)(data, model, config, device, world_)
 
     network: Any = model
     if world_.distributed:
@@ -360,7 +426,7 @@ def _resume(run: _Run, resume: bool) -> int:
 def _train_step(run: _Run, step: int) -> float:
     """Optimiser step ``step`` (counted over the whole run); returns the loss of the global batch."""
     config, device, model = run.config, run.device, run.model
-    x0, global_batch, rows = run.batches.batch(step)
+    x0, positions, global_batch, rows = run.batches.batch(step)
     warmup = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps > 0 else 1.0
     for group in run.optimizer.param_groups:
         group["lr"] = config.learning_rate * warmup
@@ -381,7 +447,8 @@ def _train_step(run: _Run, step: int) -> float:
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=run.use_amp):
             # The mean over this rank's B / W rows; DDP's gradient average over the W
             # equal shards is then the gradient of the global batch's mean.
-            loss = dsm_loss(run.network, model.sde, x0, None, config.weighting, config.eps, draws=draws,
+            score_fn = run.network if positions is None else (lambda x, t: run.network(x, t, positions))
+            loss = dsm_loss(score_fn, model.sde, x0, None, config.weighting, config.eps, draws=draws,
                             sigma_data=model.config.sigma_data)
     value = _global_mean(loss, run.world)
     if not math.isfinite(value):

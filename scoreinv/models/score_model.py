@@ -20,6 +20,12 @@ the signal (D → x̃), so the network only learns the residual.
 
 A :class:`ScoreModel` is a *prior* in the package's sense: a score callable
 that carries its ``sde``, ``image_size``, ``channels``, ``value_range`` and ``config``.
+
+A *patch prior* (``config.patch`` set, :mod:`scoreinv.models.patch`) scores P×P patches given
+two position channels, ``model(p, t, positions)``; called on whole images, ``model(x, t)``
+with x (B, C, N, N) for any N in [``patch.min_image_size``, ``patch.max_image_size``], it
+assembles their score from the patches of a tiling whose offset moves with t. Its
+``image_size`` is None (it has no single size) and ``image_sizes`` gives the range it serves.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ import torch
 from torch import nn
 
 from scoreinv.config import ModelConfig
+from scoreinv.models.patch import (cut_patches, distinct_starts, paste_patches, tile_starts, tiling_offsets,
+                                   tiling_positions)
 from scoreinv.models.unet import UNet
 from scoreinv.sde import SDE, expand_to
 
@@ -68,8 +76,30 @@ class ScoreModel(nn.Module):
         return self._sde
 
     @property
-    def image_size(self) -> int:
-        return self._config.unet.image_size
+    def image_size(self) -> int | None:
+        """Height = width of the images it scores; None for a patch prior (see ``image_sizes``)."""
+        return None if self.is_patch_prior else self._config.unet.image_size
+
+    @property
+    def is_patch_prior(self) -> bool:
+        return self._config.patch is not None
+
+    @property
+    def patch_size(self) -> int | None:
+        """P of a patch prior (None otherwise)."""
+        return self._config.unet.image_size if self.is_patch_prior else None
+
+    @property
+    def image_sizes(self) -> tuple[int, int]:
+        """(smallest, largest) image size N it serves: (N, N) for a whole-image prior."""
+        patch = self._config.patch
+        if patch is None:
+            return (self._config.unet.image_size, self._config.unet.image_size)
+        return (patch.min_image_size, patch.max_image_size)
+
+    def serves_image_size(self, size: int) -> bool:
+        low, high = self.image_sizes
+        return low <= int(size) <= high
 
     @property
     def channels(self) -> int:
@@ -80,12 +110,17 @@ class ScoreModel(nn.Module):
         return self._config.value_range
 
     def _check_input(self, x: torch.Tensor, t: torch.Tensor) -> None:
-        expected = f"(B, {self.channels}, {self.image_size}, {self.image_size})"
+        low, high = self.image_sizes
+        if low == high:
+            expected = f"(B, {self.channels}, {low}, {low})"
+        else:
+            expected = f"(B, {self.channels}, N, N) with {low} <= N <= {high}"
         if not isinstance(x, torch.Tensor):
             raise ValueError(f"x must be a floating tensor of shape {expected}, got {type(x).__name__}")
         if not x.is_floating_point():
             raise ValueError(f"x must be a floating tensor of shape {expected}, got dtype {x.dtype}")
-        if x.dim() != 4 or tuple(x.shape[1:]) != (self.channels, self.image_size, self.image_size):
+        if (x.dim() != 4 or x.shape[1] != self.channels or x.shape[2] != x.shape[3]
+                or not self.serves_image_size(x.shape[2])):
             raise ValueError(f"x must have shape {expected}, got {tuple(x.shape)}")
         if not isinstance(t, torch.Tensor) or t.shape != (x.shape[0],):
             got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
@@ -93,23 +128,85 @@ class ScoreModel(nn.Module):
         if not t.is_floating_point():
             raise ValueError(f"t must be a floating tensor of times in [0, T], got dtype {t.dtype}")
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """s_θ(x, t) ≈ ∇ₓ log p_t(x); x (B, C, N, N), t (B,) -> (B, C, N, N)."""
+    #: Most patches per network call when a patch prior scores a whole image (bounds the memory).
+    patch_chunk: int = 64
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """s_θ(x, t) ≈ ∇ₓ log p_t(x); x (B, C, N, N), t (B,) -> (B, C, N, N).
+
+        A patch prior also takes ``positions`` (B, 2, P, P) with x the patches (B, C, P, P)
+        (:func:`scoreinv.models.patch.position_channels`); without them x is whole images.
+        """
+        if self.is_patch_prior:
+            if positions is None:
+                return self._whole_image_score(x, t)
+            return self._patch_score(x, t, positions)
+        if positions is not None:
+            raise ValueError("positions are an input of patch priors only; this prior scores whole images")
         self._check_input(x, t)
+        return self._network_score(x, t)
+
+    def _patch_score(self, x: torch.Tensor, t: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        patch = self.patch_size
+        expected = (x.shape[0], 2, patch, patch)
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != (self.channels, patch, patch):
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"patches must have shape (B, {self.channels}, {patch}, {patch}), got {got}")
+        if not isinstance(positions, torch.Tensor) or tuple(positions.shape) != expected:
+            got = tuple(positions.shape) if isinstance(positions, torch.Tensor) else type(positions).__name__
+            raise ValueError(f"positions must have shape {expected}, got {got}")
+        if not isinstance(t, torch.Tensor) or t.shape != (x.shape[0],):
+            got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"t must have shape (B,) = ({x.shape[0]},) to match x, got {got}")
+        return self._network_score(x, t, positions.to(x.dtype))
+
+    def _whole_image_score(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The patch prior's score of whole images: one tiling per distinct offset in the batch."""
+        self._check_input(x, t)
+        patch, size = self.patch_size, x.shape[-1]
+        offsets = tiling_offsets(t, patch)
+        out = torch.empty_like(x)
+        for offset in sorted(set(offsets)):
+            items = [b for b, o in enumerate(offsets) if o == offset]
+            index = torch.tensor(items, device=x.device)
+            rows, cols = tile_starts(size, patch, offset[0]), tile_starts(size, patch, offset[1])
+            row_starts, col_starts = distinct_starts(rows), distinct_starts(cols)
+            patches = cut_patches(x[index], row_starts, col_starts, patch)
+            per_item = len(row_starts) * len(col_starts)
+            positions = tiling_positions(row_starts, col_starts, patch, size, x.device).repeat(len(items), 1, 1, 1)
+            times = t[index].repeat_interleave(per_item)
+            scores = torch.cat([
+                self._network_score(patches[i:i + self.patch_chunk], times[i:i + self.patch_chunk],
+                                    positions[i:i + self.patch_chunk].to(x.dtype))
+                for i in range(0, patches.shape[0], self.patch_chunk)])
+            out[index] = paste_patches(scores, x[index], rows, cols)
+        return out
+
+    def _network_score(self, x: torch.Tensor, t: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """The preconditioned network's score on inputs of the network's own size (patches or images)."""
         # std in x's dtype: the output keeps the input's precision (float32 under bfloat16
         # autocast too, and not float64 when t happens to be float64).
         std = expand_to(self._sde.marginal_std(t).to(x.dtype), x)
+
+        def network(inputs: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+            if positions is None:
+                return self.unet(inputs, times)
+            return self.unet(torch.cat([inputs, positions], dim=1), times)
+
         if self._config.preconditioning == "std":
-            return self.unet(x, t) / std
+            return network(x, t) / std
         mean = expand_to(self._sde.mean_coefficient(t).to(x.dtype), x)
         sigma = std / mean
         sigma_data = self._config.sigma_data
         scale = (sigma**2 + sigma_data**2).rsqrt()
         scaled = x / mean
         c_noise = sigma.flatten(1)[:, 0].log() / 4
-        denoised = (sigma_data**2 * scale**2) * scaled + (sigma * sigma_data * scale) * self.unet(
+        denoised = (sigma_data**2 * scale**2) * scaled + (sigma * sigma_data * scale) * network(
             scale * scaled, c_noise)
         return (mean * denoised - x) / std**2
 
     def extra_repr(self) -> str:
+        if self.is_patch_prior:
+            low, high = self.image_sizes
+            return f"sde={self._sde!r}, patch_size={self.patch_size}, image_sizes={low}..{high}, channels={self.channels}"
         return f"sde={self._sde!r}, image_size={self.image_size}, channels={self.channels}"

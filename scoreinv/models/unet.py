@@ -151,10 +151,11 @@ class UNet(nn.Module):
 
     Notes
     -----
-    ``forward(x, t)`` takes x of shape (B, C, H, W) with C = ``config.channels`` and H, W
+    ``forward(x, t)`` takes x of shape (B, C, H, W) with C = ``config.channels`` (plus
+    ``config.extra_input_channels``, conditioning channels that are input only) and H, W
     divisible by 2**(levels − 1) (any such size: the network is convolutional; the
     score model pins it to ``config.image_size``), and t of shape (B,) with values in
-    [0, 1]. It returns a tensor of the shape of x.
+    [0, 1]. It returns a tensor of shape (B, ``config.channels``, H, W).
     """
 
     def __init__(self, config: UNetConfig) -> None:
@@ -171,7 +172,7 @@ class UNet(nn.Module):
         self.time_features = GaussianFourierFeatures(base, config.fourier_scale)
         self.time_mlp = nn.Sequential(nn.Linear(2 * base, embed_dim), nn.SiLU(), nn.Linear(embed_dim, embed_dim))
 
-        self.stem = nn.Conv2d(config.channels, base, 3, padding=1)
+        self.stem = nn.Conv2d(config.channels + config.extra_input_channels, base, 3, padding=1)
 
         # Down path. `skip_channels` records the width of every activation stored for the up
         # path, in order: the stem output, each residual block's output, each downsample.
@@ -223,7 +224,7 @@ class UNet(nn.Module):
         return 2 ** (len(self.config.channel_multipliers) - 1)
 
     def _check_input(self, x: torch.Tensor, t: torch.Tensor) -> None:
-        channels = self.config.channels
+        channels = self.config.channels + self.config.extra_input_channels
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != channels:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"x must have shape (B, {channels}, H, W), got {got}")
