@@ -221,6 +221,9 @@ class PriorEntry:
         (``operator.modality``) take this prior when no model is given.
     channels, image_size:
         The images it models: (channels, image_size, image_size).
+    max_image_size:
+        A patch prior serves every size from ``image_size`` to ``max_image_size`` (equal for a
+        whole-image prior).
     """
 
     name: str
@@ -228,10 +231,17 @@ class PriorEntry:
     modality: str
     channels: int
     image_size: int
+    max_image_size: int
+
+    def serves(self, channels: int, image_size: int) -> bool:
+        return self.channels == int(channels) and self.image_size <= int(image_size) <= self.max_image_size
 
     def describe(self) -> str:
         plural = "s" if self.channels != 1 else ""
-        return f"{self.name} ({self.modality}, {self.channels} channel{plural}, {self.image_size}×{self.image_size})"
+        sizes = f"{self.image_size}×{self.image_size}"
+        if self.max_image_size != self.image_size:
+            sizes += f" to {self.max_image_size}×{self.max_image_size}"
+        return f"{self.name} ({self.modality}, {self.channels} channel{plural}, {sizes})"
 
 
 #: The prior registry: the bundled priors, and any added with :func:`register_prior`. The first
@@ -239,10 +249,15 @@ class PriorEntry:
 PRIORS: dict[str, PriorEntry] = {}
 
 
-def register_prior(name: str, path: str | os.PathLike, *, modality: str, channels: int, image_size: int) -> PriorEntry:
+def register_prior(name: str, path: str | os.PathLike, *, modality: str, channels: int, image_size: int,
+                   max_image_size: int | None = None) -> PriorEntry:
     """Make the checkpoint at ``path`` loadable as ``load_model(name)`` and eligible as the default
-    prior of operators of ``modality`` on (channels, image_size, image_size) images."""
-    entry = PriorEntry(str(name), Path(path), str(modality), int(channels), int(image_size))
+    prior of operators of ``modality`` on (channels, N, N) images, N = ``image_size`` (up to
+    ``max_image_size`` for a patch prior)."""
+    largest = int(image_size) if max_image_size is None else int(max_image_size)
+    if largest < int(image_size):
+        raise ValueError(f"register_prior({name!r}): max_image_size {largest} < image_size {image_size}")
+    entry = PriorEntry(str(name), Path(path), str(modality), int(channels), int(image_size), largest)
     PRIORS[entry.name] = entry
     return entry
 
@@ -252,6 +267,8 @@ def register_prior(name: str, path: str | os.PathLike, *, modality: str, channel
 register_prior("ct-anatomy", WEIGHTS_DIR / "ct-anatomy.pt", modality="ct", channels=1, image_size=64)
 register_prior("ct-phantom", WEIGHTS_DIR / "ct-phantom.pt", modality="ct", channels=1, image_size=64)
 register_prior("color-histology", WEIGHTS_DIR / "color-histology.pt", modality="colour", channels=3, image_size=64)
+# The patch prior serves 64² too, but ct-anatomy, registered first, stays the 64² default (docs/models.md).
+register_prior("ct-patch", WEIGHTS_DIR / "ct-patch.pt", modality="ct", channels=1, image_size=64, max_image_size=512)
 
 
 def bundled_models() -> list[str]:
@@ -263,8 +280,7 @@ def default_prior(modality: str | None, channels: int, image_size: int) -> str:
     """The name of the registered prior for images of ``modality`` (None: any) and shape
     (channels, image_size, image_size); a ValueError listing the registered priors if none fits."""
     for entry in PRIORS.values():
-        if (modality is None or entry.modality == modality) and (entry.channels, entry.image_size) == (
-                int(channels), int(image_size)):
+        if (modality is None or entry.modality == modality) and entry.serves(channels, image_size):
             return entry.name
     wanted = f"{channels}-channel {image_size}×{image_size}" + (f" {modality}" if modality else "")
     available = "; ".join(entry.describe() for entry in PRIORS.values()) or "none"

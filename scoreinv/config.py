@@ -252,6 +252,11 @@ class ReconstructionSettings(StrictModel):
         "final_iterations CG iterations, close to the projection onto A x = y (None: only the last step)")
     damping_weight: float | None = Field(
         None, ge=0, description="decomposed: w of the damping δ_t = w σ_y² / σ_t² of the consistency step (noisy data)")
+    start_noise_level: float | None = Field(
+        None, gt=0, description="decomposed: start the reverse process at this noise level σ_s (image units) from "
+        "a noised data-consistent estimate instead of at T from the prior (None: at T)")
+    start_iterations: int | None = Field(
+        None, ge=0, description="decomposed: CG iterations of the estimate a start_noise_level start noises")
     time_grid: Literal["uniform", "log-sigma", "karras"] | None = Field(
         None, description="spacing of the sampler's time points (None: uniform)")
     predictor: str = Field("reverse_diffusion", description="predictor of the PC loop")

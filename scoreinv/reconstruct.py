@@ -193,7 +193,15 @@ def _prior_and_operator(model: Any, operator: LinearOperator, measurement_shape:
     image_shape = getattr(model, "item_shape", None)  # an analytic prior of any (C, H, W)
     if image_shape is None and channels is not None and size is not None:
         image_shape = (int(channels), int(size), int(size))
-    return model, operator.bind(image_shape=image_shape, measurement_shape=measurement_shape)
+    operator = operator.bind(image_shape=image_shape, measurement_shape=measurement_shape)
+    serves = getattr(model, "serves_image_size", None)
+    if serves is not None:  # a patch prior: a range of sizes
+        channels_in, height, width = operator.in_shape
+        if height != width or not serves(height) or (channels is not None and channels_in != channels):
+            low, high = model.image_sizes
+            raise ValueError(f"the prior serves {channels}-channel N×N images with {low} <= N <= {high}; "
+                             f"the operator works on {channels_in}×{height}×{width}")
+    return model, operator
 
 
 def posterior(

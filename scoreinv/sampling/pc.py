@@ -83,8 +83,11 @@ TIME_GRIDS: tuple[str, ...] = ("uniform", "log-sigma", "karras")
 
 
 def sampling_times(sde: SDE, steps: int, eps: float, kind: str = "uniform",
-              device: torch.device | str | None = None) -> torch.Tensor:
+              device: torch.device | str | None = None, start: float | None = None) -> torch.Tensor:
     """The N = ``steps`` time points t_0 = T > … > t_{N−1} = ε of the reverse loop (float64).
+
+    ``start`` replaces T as the first time point t_0 (a reverse process started part-way, from a
+    noised estimate); the grid then spans [ε, start] by the same rule.
 
     With σ(t) = std(t) / m(t) (:meth:`SDE.noise_level`, increasing in t):
 
@@ -99,9 +102,12 @@ def sampling_times(sde: SDE, steps: int, eps: float, kind: str = "uniform",
     """
     if kind not in TIME_GRIDS:
         raise ValueError(f"unknown time grid {kind!r}; choose one of {list(TIME_GRIDS)}")
+    first = sde.T if start is None else float(start)
+    if not eps < first <= sde.T:
+        raise ValueError(f"the first time point must lie in (eps={eps}, T={sde.T}], got {first}")
     if kind == "uniform":
-        return torch.linspace(sde.T, eps, steps, device=device, dtype=torch.float64)
-    ends = torch.tensor([sde.T, eps], dtype=torch.float64)
+        return torch.linspace(first, eps, steps, device=device, dtype=torch.float64)
+    ends = torch.tensor([first, eps], dtype=torch.float64)
     sigma_max, sigma_min = (float(v) for v in sde.noise_level(ends))
     if kind == "log-sigma":
         sigmas = torch.exp(torch.linspace(math.log(sigma_max), math.log(sigma_min), steps, dtype=torch.float64))
@@ -109,7 +115,7 @@ def sampling_times(sde: SDE, steps: int, eps: float, kind: str = "uniform",
         rho = 7.0
         sigmas = torch.linspace(sigma_max ** (1 / rho), sigma_min ** (1 / rho), steps, dtype=torch.float64) ** rho
     times = sde.time_at_noise_level(sigmas)
-    times[0], times[-1] = sde.T, eps
+    times[0], times[-1] = first, eps
     return times.to(device)
 
 
@@ -146,6 +152,7 @@ def pc_sample(
     progress: bool = True,
     time_grid: TimeGrid = "uniform",
     predictor_options: dict | None = None,
+    start_time: float | None = None,
 ) -> SampleResult:
     """Draw samples from the reverse SDE with a predictor–corrector scheme.
 
@@ -173,7 +180,7 @@ def pc_sample(
     generator:
         Seedable source of every random draw (prior sample and noise).
     x_init:
-        Start from this x_T instead of a prior draw (e.g. warm starts).
+        Start from this x_T (or x at ``start_time``) instead of a prior draw (e.g. warm starts).
     conditioning:
         Data-consistency hooks; ``None`` samples unconditionally.
     dtype:
@@ -217,7 +224,7 @@ def pc_sample(
             x = x_init.to(device)
         else:
             x = sde.prior_sampling(shape, generator=generator, device=device, dtype=dtype)
-        times = sampling_times(sde, steps, eps, time_grid, device)
+        times = sampling_times(sde, steps, eps, time_grid, device, start=start_time)
         bar = tqdm(range(steps), desc="PC sampling", disable=not progress, leave=False)
         for i in bar:
             t = torch.full((shape[0],), float(times[i]), device=device, dtype=x.dtype)
