@@ -188,7 +188,8 @@ def test_registered_names(tmp_path, monkeypatch):
 def test_the_bundled_priors_are_registered_with_what_their_files_say():
     for entry in checkpoint.PRIORS.values():
         model = load_model(entry.name)
-        assert (model.channels, model.image_size) == (entry.channels, entry.image_size)
+        assert model.channels == entry.channels
+        assert model.image_sizes == (entry.image_size, entry.max_image_size)
 
 
 def test_fp16_export_loads_as_float32(tmp_path):

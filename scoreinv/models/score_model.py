@@ -101,6 +101,18 @@ class ScoreModel(nn.Module):
         low, high = self.image_sizes
         return low <= int(size) <= high
 
+    def serves(self, shape: tuple[int, ...]) -> bool:
+        """Whether it scores images of ``shape`` (C, H, W): its channels, square, a size it serves."""
+        channels, height, width = (int(v) for v in shape)
+        return channels == self.channels and height == width and self.serves_image_size(height)
+
+    def describe_images(self) -> str:
+        """The images it scores, for messages: "(1, 64, 64)" or "(1, N, N), 64 <= N <= 512"."""
+        low, high = self.image_sizes
+        if low == high:
+            return f"({self.channels}, {low}, {low})"
+        return f"({self.channels}, N, N), {low} <= N <= {high}"
+
     @property
     def channels(self) -> int:
         return self._config.unet.channels

@@ -140,10 +140,9 @@ def load_prior(model: str | os.PathLike | None, device: torch.device | None,
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     prior = load_model(path, device=device)
-    expected = (int(prior.channels), int(prior.image_size), int(prior.image_size))
-    if tuple(operator.in_shape) != expected:
-        raise ValueError(f"the model {str(model)!r} works on images of shape {expected} but the operator of the "
-                         f"input file on {tuple(operator.in_shape)}: use a model trained at that size")
+    if not prior.serves(tuple(operator.in_shape)):
+        raise ValueError(f"the model {str(model)!r} works on images of shape {prior.describe_images()} but the "
+                         f"operator of the input file on {tuple(operator.in_shape)}: use a model trained at that size")
     registered = isinstance(model, str) and model in PRIORS
     source = model if registered else str(path.resolve())
     record = {"source": source, "sha256": sha256_file(path), "config": json.loads(prior.config.model_dump_json())}

@@ -177,10 +177,9 @@ def command_sample(args: argparse.Namespace) -> None:
 
 
 def _check_fits(images: torch.Tensor, model: Any, path: Path) -> None:
-    expected = (model.channels, model.image_size, model.image_size)
-    if tuple(images.shape[1:]) != expected:
+    if not model.serves(tuple(images.shape[1:])):
         raise UserError(f"{path} holds images of shape {tuple(images.shape[1:])}, the model was trained "
-                        f"on {expected}")
+                        f"on {model.describe_images()}")
 
 
 def command_likelihood(args: argparse.Namespace) -> None:
@@ -213,21 +212,33 @@ def command_likelihood(args: argparse.Namespace) -> None:
         })
 
 
-def _registered_prior(operator: OperatorConfig, measurement_shape: tuple[int, ...]) -> str:
-    """The registered prior for measurements made by ``operator`` (given by flags, so without a
-    size): the first registered image shape whose operator produces measurements of this shape,
-    then the library's rule (:func:`scoreinv.checkpoint.default_prior`) for that operator."""
-    from scoreinv.checkpoint import PRIORS, default_prior
-
-    for entry in PRIORS.values():
+def _image_size_for(operator: OperatorConfig, measurement_shape: tuple[int, ...], channels: int,
+                    sizes: range) -> int | None:
+    """The first image size of ``sizes`` at which ``operator`` makes measurements of this shape."""
+    for size in sizes:
         try:
-            candidate = operator.build(entry.image_size, entry.channels)
-        except ValueError:  # the operator does not work on this prior's channels
-            continue
+            candidate = operator.build(size, channels)
+        except ValueError:  # the operator does not work on these channels
+            return None
         expected = tuple(candidate.out_shape)
         compared = min(len(expected), len(measurement_shape))
         if tuple(measurement_shape[-compared:]) == expected[-compared:]:
-            return default_prior(candidate.modality, entry.channels, entry.image_size)
+            return size
+    return None
+
+
+def _registered_prior(operator: OperatorConfig, measurement_shape: tuple[int, ...]) -> tuple[str, int]:
+    """The registered prior for measurements made by ``operator`` (given by flags, so without a
+    size), and the image size: the first registered image shape whose operator produces
+    measurements of this shape, then the library's rule (:func:`scoreinv.checkpoint.default_prior`)."""
+    from scoreinv.checkpoint import PRIORS, default_prior
+
+    for entry in PRIORS.values():
+        size = _image_size_for(operator, measurement_shape, entry.channels,
+                               range(entry.image_size, entry.max_image_size + 1))
+        if size is not None:
+            modality = operator.build(size, entry.channels).modality
+            return default_prior(modality, entry.channels, size), size
     raise UserError(f"no registered prior fits measurements of shape {tuple(measurement_shape)} from operator "
                     f"{operator.kind!r}: pass --model")
 
@@ -248,9 +259,11 @@ def command_reconstruct(args: argparse.Namespace) -> None:
         if config.operator is None:
             config = config.model_copy(update={"operator": OperatorConfig()})
         if model_name is None:
-            model_name = _registered_prior(config.operator, tuple(measurements.shape))
+            model_name, _ = _registered_prior(config.operator, tuple(measurements.shape))
         model = load_model(model_name, device=args.device)
-        operator = config.operator.build(model.image_size, model.channels)
+        low, high = model.image_sizes
+        size = _image_size_for(config.operator, tuple(measurements.shape), model.channels, range(low, high + 1))
+        operator = config.operator.build(low if size is None else size, model.channels)
     settings = resolve_settings(operator, config.settings)  # the method is checked before a prior is loaded
     samples = settings.num_samples
     outputs = [args.out, files.companion(args.out, "", ".json")]
@@ -329,7 +342,7 @@ def command_demo(args: argparse.Namespace) -> None:
         args.images, args.steps, args.samples, args.sirt_iterations = 2, 20, 2, 50
     result = run_demo(args.out, model=args.model, n_images=args.images, views=args.views, noise=args.noise,
                       steps=args.steps, num_samples=args.samples, sirt_iterations=args.sirt_iterations,
-                      seed=args.seed)
+                      seed=args.seed, size=args.size)
     print(f"\n{args.images} held-out phantoms, {args.views} views, {args.noise:.0%} sinogram noise\n")
     print(result.table())
     print(f"\nwrote {result.figure} and {result.report}")

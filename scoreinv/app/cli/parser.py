@@ -224,7 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="sparse-view CT of held-out phantoms: FBP, SIRT, scoreinv",
                                formatter_class=defaults)
     demo.add_argument("--model", default=None, help="bundled model name or checkpoint path "
-                      "(default: the registered prior for 64² CT)")
+                      "(default: the registered prior for CT at --size)")
+    demo.add_argument("--size", type=int, default=None,
+                      help="image size N (default: the model's, or 64); 128-512 take the CT patch prior")
     demo.add_argument("--out", type=Path, default=Path("scoreinv-demo"), help="folder for demo.png, demo.json")
     demo.add_argument("--images", type=int, default=4, help="held-out phantoms to reconstruct")
     demo.add_argument("--views", type=int, default=23, help="measured CT views")
