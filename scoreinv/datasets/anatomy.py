@@ -58,6 +58,9 @@ most of the pixel, or the last drawn one where several are half-covered)."""
 
 _LABEL = {name: index for index, name in enumerate(LABELS)}
 _SIDES = torch.tensor([[-1.0, 1.0]])  # (1, 2): the patient's right and left, as image u
+_TRABECULA_CELL_MM = 2.0  # the trabecular web's cell: struts about this far apart (as CT resolves them)
+_TRABECULA_MM = 0.35  # a strut's thickness (blurred trabeculae, as a scanner of ~0.5 mm resolution shows them)
+_PSF_MM = 0.45  # the standard deviation of the point spread applied to sub-pixel detail
 _BLOCK = 16  # images drawn together: fixed, so the geometry a seed draws does not depend on the size
 
 
@@ -94,49 +97,118 @@ class _Canvas:
     down to a coverage fraction in [0, 1] per output pixel.
     """
 
-    def __init__(self, n: int, size: int, supersample: int, generator: torch.Generator) -> None:
+    def __init__(self, n: int, size: int, supersample: int, generator: torch.Generator,
+                 field_of_view: float | tuple[float, float] = 1.0, field_mm: float = 400.0,
+                 detail: bool = False, arms: float = 0.0) -> None:
         self.n, self.size, self.supersample = n, size, supersample
         self.generator = generator
         # the pixel-scale textures come from their own stream so that the geometry does not depend on the size
-        texture = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
-        self.pixel = 2.0 / size
+        texture_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        texture = torch.Generator().manual_seed(texture_seed)
+        # what today's images do not draw (zoom, detail, arms) comes from a third stream, so that asking for it
+        # leaves the anatomy the main stream draws unchanged
+        self.side = torch.Generator().manual_seed(texture_seed ^ 0x5EED_DE7A11)
+        self.detail, self.arms = detail, arms
+        if isinstance(field_of_view, tuple):
+            fov = field_of_view[0] + (field_of_view[1] - field_of_view[0]) * torch.rand(n, generator=self.side)
+        else:
+            fov = torch.full((n,), float(field_of_view))
+        self.zoomed = isinstance(field_of_view, tuple) or float(field_of_view) != 1.0
+        self.fov = fov
+        # the pixel in normalised units (the same float as before when not zoomed) and in mm
+        self.pixel = (2.0 * fov / size).view(-1, 1, 1, 1) if self.zoomed else 2.0 / size
+        self.pixel_mm = fov * field_mm / size  # (n,)
+        self.field_mm = field_mm
         # per-image pose: a small rotation and shift of the whole patient
         angle = self.uniform(-0.12, 0.12)
         shift_u, shift_v = self.uniform(-0.04, 0.04), self.uniform(-0.04, 0.04)
-        self.image_u, self.image_v = _grid(size)
+        grid_u, grid_v = _grid(size)
+        scale = fov.view(-1, 1, 1, 1) if self.zoomed else 1.0
+        self.image_u, self.image_v = grid_u.expand(n, 1, size, size) * scale, grid_v.expand(n, 1, size, size) * scale
         self.u, self.v = self._pose(self.image_u, self.image_v, angle, shift_u, shift_v)
-        # size-independent smooth fields (fixed coarse grids, so the same at any size)
-        self.low = _standardise(F.interpolate(torch.randn((n, 3, 5, 5), generator=generator), size=(size, size),
-                                              mode="bicubic", align_corners=False))
-        self.mid = _standardise(F.interpolate(torch.randn((n, 1, 24, 24), generator=generator), size=(size, size),
-                                              mode="bicubic", align_corners=False))
+        self._pose_params = (angle, shift_u, shift_v)
+        # size-independent smooth fields (fixed coarse grids, so the same at any size), in the image frame
+        self.low = _standardise(self._smooth(torch.randn((n, 3, 5, 5), generator=generator)))
+        self.mid = _standardise(self._smooth(torch.randn((n, 1, 24, 24), generator=generator)))
         self.enhanced = torch.rand(n, generator=generator) < 1 / 3
         # pixel-scale texture and the trabecular mottle, from the texture stream
         self.fine = _standardise(_binomial_blur(torch.randn((n, 1, size, size), generator=texture)))
         # trabecular mottle: smooth noise on cells of 1/160 of the field (≈ 2 mm for a body), averaged down to
         # the pixels, so that it fades at low resolution as the voxel averages over more trabeculae
-        factor = max(1, math.ceil(160 / size))
+        factor = max(1, math.ceil(160 * float(fov.mean()) / size))
         mottle = _standardise(_binomial_blur(torch.randn((n, 1, factor * size, factor * size), generator=texture)))
         self.trabecular = F.avg_pool2d(mottle, factor) if factor > 1 else mottle
+        if detail:
+            self.trabecular = self._trabecular_network(texture)
         self._weights = _subpixel_weights(supersample)
         self.hu = torch.full((n, 1, size, size), _hu("air"))
         self.labels = torch.zeros((n, 1, size, size), dtype=torch.long)
 
+    def _trabecular_network(self, texture: torch.Generator) -> torch.Tensor:
+        """Relative bone fraction φ / φ̄ − 1 of a trabecular network, ``(n, 1, N, N)``.
+
+        Trabeculae are the zero lines of two independent random fields, piecewise linear on
+        cells of ``_TRABECULA_CELL_MM``, i.e. an irregular web of straight struts meeting at
+        nodes, in the patient frame. Each strut is ``_TRABECULA_MM`` thick; its coverage of
+        sub-pixels of at most 0.4 mm is the exact box-filtered coverage of a strip at the
+        distance |f| / |∇f| from the zero line, averaged down to the pixels. Where a pixel spans
+        more than 1.5 cells (a coarse image) the network cannot be resolved and the relative
+        fraction is the size-dependent mottle of the plain images instead.
+        """
+        mm = self.field_mm / 2  # mm per normalised unit
+        extent = 1.3 * max(1.0, float(self.fov.max()))  # the coarse grid covers the patient frame [−extent, extent]
+        cells = math.ceil(2 * extent * mm / _TRABECULA_CELL_MM)
+        coarse = torch.randn((self.n, 2, cells, cells), generator=texture)
+        out = 0.35 * self.trabecular
+        angle, shift_u, shift_v = self._pose_params
+        for i in range(self.n):
+            pixel_mm = float(self.pixel_mm[i])
+            if pixel_mm > 1.5 * _TRABECULA_CELL_MM:
+                continue
+            k = max(1, math.ceil(pixel_mm / 0.4))
+            fine_u, fine_v = _grid(k * self.size)
+            fine_u, fine_v = self._pose(fine_u * float(self.fov[i]), fine_v * float(self.fov[i]),
+                                        angle[i:i + 1], shift_u[i:i + 1], shift_v[i:i + 1])
+            grid = torch.stack([fine_u[:, 0], -fine_v[:, 0]], -1) / extent
+            field = F.grid_sample(coarse[i:i + 1], grid, mode="bilinear", padding_mode="border", align_corners=False)
+            # distance to the zero line in sub-pixels: |f| / |∇f| (central differences)
+            padded = F.pad(field, (1, 1, 1, 1), mode="replicate")
+            gx = (padded[..., 1:-1, 2:] - padded[..., 1:-1, :-2]) / 2
+            gy = (padded[..., 2:, 1:-1] - padded[..., :-2, 1:-1]) / 2
+            distance = field.abs() / torch.sqrt(gx * gx + gy * gy).clamp_min(1e-6)
+            half = _TRABECULA_MM / 2 / (pixel_mm / k)
+            strut = ((distance + half).clamp(max=0.5) - (distance - half).clamp(min=-0.5)).clamp(0, 1)
+            fraction = 1 - (1 - strut[:, 0]) * (1 - strut[:, 1])  # the union of the two webs
+            fraction = F.avg_pool2d(fraction[:, None], k) if k > 1 else fraction[:, None]
+            # the scanner's point spread (σ ≈ _PSF_MM): binomial passes of variance 1/2 pixel² each
+            passes = round(2 * (_PSF_MM / pixel_mm) ** 2)
+            fraction = _binomial_blur(fraction, passes) if passes else fraction
+            out[i] = fraction[0] / fraction.mean().clamp_min(1e-6) - 1
+        return out
+
+    def _smooth(self, coarse: torch.Tensor) -> torch.Tensor:
+        """A coarse random grid over the unzoomed field, bicubically interpolated at the pixels."""
+        if not self.zoomed:
+            return F.interpolate(coarse, size=(self.size, self.size), mode="bicubic", align_corners=False)
+        grid = torch.stack([self.image_u[:, 0], -self.image_v[:, 0]], -1)  # x right, y down
+        return F.grid_sample(coarse, grid, mode="bicubic", padding_mode="border", align_corners=False)
+
     @staticmethod
     def _pose(u, v, angle, shift_u, shift_v):
         cos, sin = torch.cos(angle).view(-1, 1, 1, 1), torch.sin(angle).view(-1, 1, 1, 1)
-        du, dv = u[None, None] - shift_u.view(-1, 1, 1, 1), v[None, None] - shift_v.view(-1, 1, 1, 1)
+        du, dv = u - shift_u.view(-1, 1, 1, 1), v - shift_v.view(-1, 1, 1, 1)
         return du * cos + dv * sin, -du * sin + dv * cos
 
     # random draws (geometry: from the block's generator)
-    def uniform(self, low: float, high: float, *shape: int) -> torch.Tensor:
-        return low + (high - low) * torch.rand((self.n, *shape), generator=self.generator)
+    def uniform(self, low: float, high: float, *shape: int, side: bool = False) -> torch.Tensor:
+        generator = self.side if side else self.generator
+        return low + (high - low) * torch.rand((self.n, *shape), generator=generator)
 
-    def normal(self, *shape: int) -> torch.Tensor:
-        return torch.randn((self.n, *shape), generator=self.generator)
+    def normal(self, *shape: int, side: bool = False) -> torch.Tensor:
+        return torch.randn((self.n, *shape), generator=self.side if side else self.generator)
 
-    def chance(self, p: float, *shape: int) -> torch.Tensor:
-        return torch.rand((self.n, *shape), generator=self.generator) < p
+    def chance(self, p: float, *shape: int, side: bool = False) -> torch.Tensor:
+        return torch.rand((self.n, *shape), generator=self.side if side else self.generator) < p
 
     # shapes
     def level(self, cu, cv, au, av, angle=0.0, wobble=0.0, harmonics: int = 4) -> torch.Tensor:
@@ -224,7 +296,7 @@ class _Canvas:
 
     def half_plane(self, v0, above: bool = True, image_frame: bool = True) -> torch.Tensor:
         """Coverage of ``v > v0`` (or ``v < v0``) with exact partial volume at the line."""
-        v = self.image_v[None, None] if image_frame else self.v
+        v = self.image_v if image_frame else self.v
         signed = (v - torch.as_tensor(v0).view(-1, 1, 1, 1)) / self.pixel
         return (signed + 0.5).clamp(0, 1) if above else (0.5 - signed).clamp(0, 1)
 
@@ -254,9 +326,16 @@ class _Canvas:
         return torch.where(self.enhanced, self.uniform(150, 300), self.tissue("blood"))
 
     def cancellous(self) -> torch.Tensor:
-        """Cancellous bone: marrow and trabeculae averaged over the voxel (+180…+420 HU), mottled."""
-        return (self.uniform(180, 420).view(-1, 1, 1, 1) + self.uniform(80, 140).view(-1, 1, 1, 1) * self.trabecular
-                + 8 * self.fine)
+        """Cancellous bone: marrow and trabeculae averaged over the voxel (+180…+420 HU), mottled.
+
+        With ``detail`` the mottle is the trabecular web: ``HU = mean + (mean − marrow)·(φ/φ̄ − 1)``,
+        marrow pixels at the marrow's HU (−30…+60) and struts denser, the mean unchanged.
+        """
+        mean, amplitude = self.uniform(180, 420).view(-1, 1, 1, 1), self.uniform(80, 140).view(-1, 1, 1, 1)
+        if self.detail:
+            marrow = self.uniform(-30, 60, side=True).view(-1, 1, 1, 1)
+            return mean + (mean - marrow) * self.trabecular + 8 * self.fine
+        return mean + amplitude * self.trabecular + 8 * self.fine
 
     def bone(self, level: torch.Tensor, shell: float | torch.Tensor) -> None:
         """Cortical shell (``level < 1``) around cancellous bone (``level < 1 − shell``)."""
@@ -334,7 +413,7 @@ def _spine(c: _Canvas, body: dict[str, torch.Tensor], scale: torch.Tensor) -> No
     c.bone(arch, 0.45)
     vertebra = c.level(c.uniform(-0.01, 0.01), spine_v, scale * c.uniform(0.095, 0.115),
                        scale * c.uniform(0.08, 0.095), 0.0, wobble=0.04)
-    c.bone(vertebra, c.uniform(0.1, 0.16))
+    c.bone(vertebra, c.uniform(0.1, 0.16) * (0.5 if c.detail else 1.0))  # the cortex is ~1 mm where resolved
     canal = c.level(0.0, canal_v, 0.045 * scale, 0.04 * scale, 0.0, wobble=0.05)
     c.paint(c.cover(canal), c.value(c.uniform(15, 30), fine=3), "csf")
 
@@ -361,11 +440,11 @@ def _table(c: _Canvas, body: dict[str, torch.Tensor]) -> None:
     present = c.chance(0.5).float().view(-1, 1, 1, 1)
     thickness = c.uniform(0.025, 0.04)
     slab = c.half_plane(top, above=False) * c.half_plane(top - thickness, above=True)
-    slab = slab * (c.image_u.abs() < 0.8).float()[None, None] * present
+    slab = slab * (c.image_u.abs() < 0.8).float() * present
     c.paint(slab, c.value(c.uniform(-300, -100), fine=10), "table")
     for edge in (top, top - thickness):
         skin = (c.half_plane(edge + 0.004, above=False) * c.half_plane(edge - 0.004, above=True)
-                * (c.image_u.abs() < 0.8).float()[None, None] * present)
+                * (c.image_u.abs() < 0.8).float() * present)
         c.paint(skin, c.value(c.uniform(200, 500)), "table")
 
 
@@ -573,6 +652,7 @@ def _abdomen(c: _Canvas) -> None:
 
 
 _REGION_DRAW = {"head": _head, "thorax": _thorax, "abdomen": _abdomen}
+_FIELD_MM = {"head": 240.0, "thorax": 400.0, "abdomen": 400.0}  # the unzoomed field's width, for the mm scales
 
 
 def _region_list(n: int, region: str | Sequence[str] | None) -> list[str]:
@@ -587,6 +667,19 @@ def _region_list(n: int, region: str | Sequence[str] | None) -> list[str]:
     return [region[i % len(region)] for i in range(n)]
 
 
+def _check_field_of_view(field_of_view) -> float | tuple[float, float]:
+    """A float in [0.1, 4], or a (low, high) pair with 0.1 <= low <= high <= 4."""
+    if isinstance(field_of_view, (int, float)) and not isinstance(field_of_view, bool):
+        values = (float(field_of_view),)
+    elif isinstance(field_of_view, Sequence) and len(field_of_view) == 2:
+        values = tuple(float(f) for f in field_of_view)
+    else:
+        raise ValueError(f"field_of_view must be a float or a (low, high) pair, got {field_of_view!r}")
+    if not all(0.1 <= f <= 4 for f in values) or values[0] > values[-1]:
+        raise ValueError(f"field_of_view must lie in [0.1, 4] (low <= high), got {field_of_view!r}")
+    return values[0] if len(values) == 1 else (values[0], values[1])
+
+
 def anatomy_phantoms(
     n: int,
     size: int,
@@ -595,6 +688,9 @@ def anatomy_phantoms(
     *,
     supersample: int = 4,
     return_labels: bool = False,
+    field_of_view: float | tuple[float, float] = 1.0,
+    detail: bool = False,
+    arms: float = 0.0,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """``n`` procedural axial CT slices, ``(n, 1, size, size)`` float32 in [0, 1].
 
@@ -633,6 +729,11 @@ def anatomy_phantoms(
         raise ValueError(f"size must be >= 16 pixels for anatomy phantoms, got {size}")
     if supersample < 2 or supersample % 2:
         raise ValueError(f"supersample must be an even number >= 2, got {supersample}")
+    field_of_view = _check_field_of_view(field_of_view)
+    if not isinstance(detail, bool):
+        raise TypeError(f"detail must be a bool, got {type(detail).__name__}")
+    if isinstance(arms, bool) or not isinstance(arms, (int, float)) or not 0 <= arms <= 1:
+        raise ValueError(f"arms must be a probability in [0, 1], got {arms!r}")
     if generator is None or isinstance(generator, int):
         generator = torch.Generator().manual_seed(0 if generator is None else int(generator))
     regions = _region_list(n, region)
@@ -643,7 +744,8 @@ def anatomy_phantoms(
         indices = [i for i, r in enumerate(regions) if r == name]
         for start in range(0, len(indices), _BLOCK):
             block = indices[start:start + _BLOCK]
-            canvas = _Canvas(len(block), size, supersample, generator)
+            canvas = _Canvas(len(block), size, supersample, generator, field_of_view, _FIELD_MM[name], detail,
+                             float(arms))
             _REGION_DRAW[name](canvas)
             images[block] = ((canvas.hu - low) / (high - low)).clamp(0, 1)
             labels[block] = canvas.labels
