@@ -211,7 +211,7 @@ class _Canvas:
         return torch.rand((self.n, *shape), generator=self.side if side else self.generator) < p
 
     # shapes
-    def level(self, cu, cv, au, av, angle=0.0, wobble=0.0, harmonics: int = 4) -> torch.Tensor:
+    def level(self, cu, cv, au, av, angle=0.0, wobble=0.0, harmonics: int = 4, side: bool = False) -> torch.Tensor:
         """The union of K deformed ellipses: min over K of ρ / r(θ), ``(n, 1, 2N, 2N)``.
 
         Parameters are ``(n,)`` or ``(n, K)`` tensors or floats; ``wobble`` scales random
@@ -222,8 +222,8 @@ class _Canvas:
         params = [p.reshape(self.n, -1).expand(self.n, k) if p.ndim else p.expand(self.n, k) for p in params]
         cu, cv, au, av, angle, wobble = params
         orders = torch.arange(2, harmonics + 2, dtype=torch.float32)
-        amplitude = wobble[..., None] * self.normal(k, harmonics) / orders
-        phase = self.uniform(0, 2 * math.pi, k, harmonics)
+        amplitude = wobble[..., None] * self.normal(k, harmonics, side=side) / orders
+        phase = self.uniform(0, 2 * math.pi, k, harmonics, side=side)
         alpha, beta = amplitude * torch.cos(phase), amplitude * torch.sin(phase)
         result = None
         for j in range(k):
@@ -294,6 +294,55 @@ class _Canvas:
             result = torch.maximum(result, (covered / h).clamp(0, 1))
         return result
 
+    def stamps(self, x0, y0, x1, y1, radius) -> torch.Tensor:
+        """Coverage of many short capsules (segments with a radius), ``(n, K)`` parameters.
+
+        The same box-filtered strip coverage as :meth:`segments`, evaluated only in a window
+        of P×P pixels around each capsule (P from the longest capsule) and merged by the
+        maximum, so the cost is ``n·K·P²`` instead of ``n·K·N²``: for the hundreds of small
+        vessels and septa of ``detail``.
+        """
+        n, size, k = self.n, self.size, x0.shape[1]
+        if k == 0:
+            return torch.zeros(n, 1, size, size)
+        angle, shift_u, shift_v = (p.view(-1, 1) for p in self._pose_params)
+        fov = self.fov.view(-1, 1)
+        h = (2 * fov / size).view(-1, 1, 1)  # (n, 1, 1)
+
+        def to_image(u, v):  # the patient frame back to the image frame (the inverse of _pose)
+            cos, sin = torch.cos(angle), torch.sin(angle)
+            return u * cos - v * sin + shift_u, u * sin + v * cos + shift_v
+
+        au, av = to_image(x0, y0)
+        bu, bv = to_image(x1, y1)
+        # pixel (column, row) of the window's corner: the capsule's bounding box in pixels, less a margin
+        col = ((torch.minimum(au, bu) - radius) / fov + 1) * size / 2 - 1.5
+        row = (1 - (torch.maximum(av, bv) + radius) / fov) * size / 2 - 1.5
+        extent = torch.maximum((au - bu).abs(), (av - bv).abs()) + 2 * radius
+        p = int(math.ceil(float((extent / (2 * fov / size)).max()))) + 4
+        flat = torch.zeros(n, size * size + 1)
+        offsets = torch.arange(p, dtype=torch.float32)
+        chunk = max(1, 2_000_000 // (n * p * p))
+        for start in range(0, k, chunk):
+            part = slice(start, start + chunk)
+            c0, r0 = col[:, part].floor(), row[:, part].floor()  # (n, m)
+            cols = c0[..., None, None] + offsets.view(1, 1, 1, p)  # (n, m, 1, p)
+            rows = r0[..., None, None] + offsets.view(1, 1, p, 1)  # (n, m, p, 1)
+            pu = ((cols + 0.5) * 2 / size - 1) * fov[..., None, None]
+            pv = (1 - (rows + 0.5) * 2 / size) * fov[..., None, None]
+            ax, ay = au[:, part, None, None], av[:, part, None, None]
+            ex, ey = (bu - au)[:, part, None, None], (bv - av)[:, part, None, None]
+            du, dv = pu - ax, pv - ay
+            t = ((du * ex + dv * ey) / (ex * ex + ey * ey).clamp_min(1e-12)).clamp(0, 1)
+            d = torch.sqrt((du - t * ex) ** 2 + (dv - t * ey) ** 2)
+            r = radius[:, part, None, None]
+            hh = h[..., None]
+            covered = (((d + r).clamp(max=hh / 2) - (d - r).clamp(min=-hh / 2)) / hh).clamp(0, 1)
+            inside = (cols >= 0) & (cols < size) & (rows >= 0) & (rows < size)
+            index = torch.where(inside, rows * size + cols, torch.full_like(rows * cols, size * size)).long()
+            flat.scatter_reduce_(1, index.reshape(n, -1), covered.reshape(n, -1), "amax")
+        return flat[:, :-1].reshape(n, 1, size, size)
+
     def half_plane(self, v0, above: bool = True, image_frame: bool = True) -> torch.Tensor:
         """Coverage of ``v > v0`` (or ``v < v0``) with exact partial volume at the line."""
         v = self.image_v if image_frame else self.v
@@ -316,14 +365,14 @@ class _Canvas:
         self.hu = self.hu + coverage * (value - self.hu)
         self.labels = torch.where(coverage > 0.5, _LABEL[label], self.labels)
 
-    def tissue(self, name: str, spread: float = 1.0) -> torch.Tensor:
+    def tissue(self, name: str, spread: float = 1.0, side: bool = False) -> torch.Tensor:
         """A per-image HU drawn uniformly within ``TISSUE_HU[name]`` (its range scaled by ``spread``)."""
         typical, low, high = TISSUE_HU[name]
-        return typical + spread * (low - typical + (high - low) * self.uniform(0, 1))
+        return typical + spread * (low - typical + (high - low) * self.uniform(0, 1, side=side))
 
-    def blood(self) -> torch.Tensor:
+    def blood(self, side: bool = False) -> torch.Tensor:
         """Blood HU: unenhanced, or 150–300 HU where the image is contrast-enhanced."""
-        return torch.where(self.enhanced, self.uniform(150, 300), self.tissue("blood"))
+        return torch.where(self.enhanced, self.uniform(150, 300, side=side), self.tissue("blood", side=side))
 
     def cancellous(self) -> torch.Tensor:
         """Cancellous bone: marrow and trabeculae averaged over the voxel (+180…+420 HU), mottled.
@@ -343,19 +392,24 @@ class _Canvas:
         self.paint(outer, self.tissue("cortical_bone", 0.8).view(-1, 1, 1, 1) + 30 * self.fine, "cortical_bone")
         self.paint(inner, self.cancellous(), "cancellous_bone")
 
-    def tree(self, root_u, root_v, direction, length, radius, depth: int, spread=(0.35, 0.7)):
-        """A branching vessel tree per root: ``(n, R)`` roots and directions -> segment tensors ``(n, K)``."""
+    def tree(self, root_u, root_v, direction, length, radius, depth: int, spread=(0.35, 0.7), side: bool = False,
+             shrink=((0.55, 0.85), (0.6, 0.8))):
+        """A branching vessel tree per root: ``(n, R)`` roots and directions -> segment tensors ``(n, K)``.
+
+        Each generation forks in two, turned by ``spread`` radians, its length and radius
+        scaled by factors drawn from ``shrink`` = (length range, radius range).
+        """
         x0s, y0s, x1s, y1s, radii = [], [], [], [], []
         u, v, a, ell, r = root_u, root_v, direction, length, radius
         for _ in range(depth):
-            a = a + 0.15 * self.normal(*a.shape[1:])
+            a = a + 0.15 * self.normal(*a.shape[1:], side=side)
             x1, y1 = u + ell * torch.cos(a), v + ell * torch.sin(a)
             x0s.append(u), y0s.append(v), x1s.append(x1), y1s.append(y1), radii.append(r)
-            turn = self.uniform(*spread, *a.shape[1:])
+            turn = self.uniform(*spread, *a.shape[1:], side=side)
             u, v = torch.cat([x1, x1], 1), torch.cat([y1, y1], 1)
-            a = torch.cat([a + turn, a - turn * self.uniform(0.6, 1.2, *a.shape[1:])], 1)
-            ell = torch.cat([ell, ell], 1) * self.uniform(0.55, 0.85, 2 * ell.shape[1])
-            r = torch.cat([r, r], 1) * self.uniform(0.6, 0.8, 2 * r.shape[1])
+            a = torch.cat([a + turn, a - turn * self.uniform(0.6, 1.2, *a.shape[1:], side=side)], 1)
+            ell = torch.cat([ell, ell], 1) * self.uniform(*shrink[0], 2 * ell.shape[1], side=side)
+            r = torch.cat([r, r], 1) * self.uniform(*shrink[1], 2 * r.shape[1], side=side)
         return (torch.cat(x0s, 1), torch.cat(y0s, 1), torch.cat(x1s, 1), torch.cat(y1s, 1), torch.cat(radii, 1))
 
 
@@ -388,7 +442,53 @@ def _trunk(c: _Canvas, width: tuple[float, float], depth: tuple[float, float], f
     c.paint(cavity, c.value(cavity_hu, low=10, mid=cavity_mottle, fine=6, field=1), "fat")
     inner = 1 - fat_t - muscle_t
     spine_v = cv - av * c.uniform(0.45, 0.55)  # the vertebral body's centre, behind the organs
-    return {"au": au, "av": av, "cv": cv, "inner": inner, "cavity": cavity, "fat_t": fat_t, "spine_v": spine_v}
+    geometry = {"au": au, "av": av, "cv": cv, "inner": inner, "cavity": cavity, "fat_t": fat_t, "spine_v": spine_v}
+    if c.detail:
+        _wall_detail(c, geometry, body, subcutaneous, wall, muscle_t)
+    return geometry
+
+
+def _ellipse_points(c: _Canvas, body: dict[str, torch.Tensor], theta: torch.Tensor, rho: torch.Tensor):
+    """Points at polar angle ``theta`` and normalised radius ``rho`` of the body ellipse, ``(n, K)`` each."""
+    return (rho * body["au"].view(-1, 1) * torch.cos(theta),
+            body["cv"].view(-1, 1) + rho * body["av"].view(-1, 1) * torch.sin(theta))
+
+
+def _wall_detail(c: _Canvas, body: dict[str, torch.Tensor], level: torch.Tensor, subcutaneous: torch.Tensor,
+                 wall: torch.Tensor, muscle_t: torch.Tensor) -> None:
+    """Fat planes between the muscles of the wall, fibrous septa and small vessels in the subcutaneous fat."""
+    fat_t = body["fat_t"]
+    mm = c.field_mm / 2
+    # a fat plane parallel to the skin that splits the wall into two layers over an arc (pectoral, oblique muscles)
+    for _ in range(2):
+        middle = 1 - fat_t - muscle_t * c.uniform(0.35, 0.65, side=True)
+        half = c.uniform(0.6, 1.5, side=True) / mm / body["au"]  # 0.6–1.5 mm, in level units
+        outer, inner = c.covers(level, middle + half, middle - half)
+        theta = torch.atan2((c.v - body["cv"].view(-1, 1, 1, 1)) / body["av"].view(-1, 1, 1, 1),
+                            c.u / body["au"].view(-1, 1, 1, 1))
+        centre, width = c.uniform(-math.pi, math.pi, side=True), c.uniform(0.5, 1.4, side=True)
+        offset = torch.remainder(theta - centre.view(-1, 1, 1, 1) + math.pi, 2 * math.pi) - math.pi
+        arc = torch.sigmoid((width.view(-1, 1, 1, 1) - offset.abs()) * 6)
+        c.paint((outer - inner).clamp(0, 1) * arc * wall, c.value(c.tissue("fat", side=True), fine=6), "fat")
+    # fat planes across the wall, between neighbouring muscles
+    k = 8
+    theta = c.uniform(-math.pi, math.pi, k, side=True)
+    inner_rho = (1 - fat_t - muscle_t).view(-1, 1) - 0.01
+    outer_rho = (1 - fat_t).view(-1, 1) + 0.01
+    x0, y0 = _ellipse_points(c, body, theta, inner_rho.expand(-1, k))
+    x1, y1 = _ellipse_points(c, body, theta + c.uniform(-0.05, 0.05, k, side=True), outer_rho.expand(-1, k))
+    planes = c.stamps(x0, y0, x1, y1, c.uniform(0.4, 1.0, k, side=True) / mm)
+    c.paint(planes * wall, c.value(c.tissue("fat", side=True), fine=6), "fat")
+    # fibrous septa and small vessels in the subcutaneous fat: short thin strands
+    k = 48
+    theta = c.uniform(-math.pi, math.pi, k, side=True)
+    rho = (1 - fat_t).view(-1, 1) + fat_t.view(-1, 1) * c.uniform(0.05, 0.95, k, side=True)
+    x0, y0 = _ellipse_points(c, body, theta, rho)
+    direction = theta + c.uniform(-1.2, 1.2, k, side=True) + math.pi * c.chance(0.5, k, side=True).float()
+    length = c.uniform(2, 12, k, side=True) / mm
+    strands = c.stamps(x0, y0, x0 + length * torch.cos(direction), y0 + length * torch.sin(direction),
+                       c.uniform(0.15, 0.4, k, side=True) / mm)
+    c.paint(strands * subcutaneous, c.value(c.uniform(-10, 40, side=True), fine=4), "soft_tissue")
 
 
 def _spine(c: _Canvas, body: dict[str, torch.Tensor], scale: torch.Tensor) -> None:
@@ -526,6 +626,8 @@ def _thorax(c: _Canvas) -> None:
     dots_v = lung_v.repeat_interleave(8, 1) + lung_av.repeat_interleave(8, 1) * c.uniform(-0.9, 0.9, 16)
     vessels = torch.maximum(c.segments(*tree), c.segments(dots_u, dots_v, dots_u, dots_v, c.uniform(0.004, 0.012, 16)))
     c.paint(vessels * lung_cover, c.value(c.blood() * 0.85, fine=10), "vessel")
+    if c.detail:
+        _lung_detail(c, lung_u, lung_v, lung_au, lung_av, lung_cover)
     # the heart (lower slices), or trachea and aortic arch (upper slices)
     heart = c.level(au * c.uniform(0.02, 0.14), cv + av * c.uniform(0.05, 0.3), au * c.uniform(0.22, 0.3),
                     av * c.uniform(0.32, 0.45), c.uniform(-0.7, -0.2), wobble=0.06)
@@ -564,6 +666,47 @@ def _thorax(c: _Canvas) -> None:
     c.paint(outer * present, c.tissue("cortical_bone", 0.8).view(-1, 1, 1, 1) + 30 * c.fine, "cortical_bone")
     c.paint(inner * present, c.cancellous(), "cancellous_bone")
     _table(c, body)
+
+
+def _lung_detail(c: _Canvas, lung_u: torch.Tensor, lung_v: torch.Tensor, lung_au: torch.Tensor,
+                 lung_av: torch.Tensor, lung_cover: torch.Tensor) -> None:
+    """Small vessels to the periphery, vessel cross-sections shrinking outwards and bronchi near the hila."""
+    mm = c.field_mm / 2
+    hilum_u, hilum_v = lung_u * 0.6, lung_v + lung_av * 0.05
+    # deeper trees: 3 roots per lung, 4 generations reaching the periphery, 1.5–2.5 mm down to about 0.5 mm
+    # radius; a third of the branches leave the slice (not drawn)
+    roots = 3
+    root_u = hilum_u.repeat_interleave(roots, 1) + c.uniform(-0.02, 0.02, 2 * roots, side=True)
+    root_v = hilum_v.repeat_interleave(roots, 1) + c.uniform(-0.06, 0.06, 2 * roots, side=True)
+    outward = torch.where(root_u < 0, math.pi, 0.0) + c.uniform(-1.5, 1.5, 2 * roots, side=True)
+    x0, y0, x1, y1, radius = c.tree(root_u, root_v, outward, c.uniform(15, 28, 2 * roots, side=True) / mm,
+                                    c.uniform(0.8, 1.3, 2 * roots, side=True) / mm, 4, spread=(0.3, 0.65),
+                                    side=True, shrink=((0.75, 0.95), (0.7, 0.85)))
+    radius = radius * c.chance(0.65, radius.shape[1], side=True).float()
+    vessels = c.stamps(x0, y0, x1, y1, radius)
+    # cross-sections and short in-plane pieces of vessels, thinner towards the pleura
+    k = 120
+    radius_frac = torch.sqrt(c.uniform(0, 1, 2 * k, side=True)) * 0.95
+    theta = c.uniform(-math.pi, math.pi, 2 * k, side=True)
+    side_u, side_v = lung_u.repeat_interleave(k, 1), lung_v.repeat_interleave(k, 1)
+    cu = side_u + lung_au.repeat_interleave(k, 1) * radius_frac * torch.cos(theta)
+    cv = side_v + lung_av.repeat_interleave(k, 1) * radius_frac * torch.sin(theta)
+    away = torch.atan2(cv - hilum_v.repeat_interleave(k, 1), cu - hilum_u.repeat_interleave(k, 1))
+    length = c.uniform(0, 8, 2 * k, side=True) / mm * c.chance(0.6, 2 * k, side=True).float()
+    radius = (c.uniform(0.35, 1.2, 2 * k, side=True) * (1.3 - radius_frac)) / mm
+    pieces = c.stamps(cu, cv, cu + length * torch.cos(away), cv + length * torch.sin(away), radius)
+    c.paint(torch.maximum(vessels, pieces) * lung_cover, c.value(c.blood(side=True) * 0.85, fine=10), "vessel")
+    # bronchi beside the central vessels: an air lumen in a thin wall
+    k = 5
+    theta = c.uniform(-math.pi, math.pi, 2 * k, side=True)
+    reach = c.uniform(0.1, 0.45, 2 * k, side=True)
+    bu = hilum_u.repeat_interleave(k, 1) + lung_au.repeat_interleave(k, 1) * reach * torch.cos(theta)
+    bv = hilum_v.repeat_interleave(k, 1) + lung_av.repeat_interleave(k, 1) * reach * torch.sin(theta)
+    lumen = c.uniform(1.0, 3.5, 2 * k, side=True) / mm * (1.2 - reach)
+    wall = lumen + c.uniform(0.5, 1.0, 2 * k, side=True) / mm
+    c.paint(c.stamps(bu, bv, bu, bv, wall) * lung_cover, c.value(c.tissue("soft_tissue", side=True), fine=6),
+            "soft_tissue")
+    c.paint(c.stamps(bu, bv, bu, bv, lumen) * lung_cover, c.value(-1000.0), "air")
 
 
 def _abdomen(c: _Canvas) -> None:
