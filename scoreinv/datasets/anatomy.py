@@ -46,12 +46,16 @@ import torch.nn.functional as F
 
 from scoreinv.datasets.hounsfield import HU_WINDOW, TISSUE_HU
 
-REGIONS: tuple[str, ...] = ("head", "thorax", "abdomen")
+REGIONS: tuple[str, ...] = ("head", "thorax", "abdomen", "neck", "shoulder")
 """The body regions :func:`anatomy_phantoms` draws."""
+
+DEFAULT_REGIONS: tuple[str, ...] = ("head", "thorax", "abdomen")
+"""The regions drawn in turn when ``region`` is not given (the images these seeds have always drawn)."""
 
 LABELS: tuple[str, ...] = (
     "air", "fat", "muscle", "soft_tissue", "lung", "vessel", "heart", "liver", "spleen", "kidney",
     "bowel", "cancellous_bone", "cortical_bone", "csf", "grey_matter", "white_matter", "skin", "table",
+    "marrow", "thyroid",
 )
 """Tissue labels of ``return_labels=True``: label k is ``LABELS[k]`` (the tissue covering
 most of the pixel, or the last drawn one where several are half-covered)."""
@@ -442,7 +446,8 @@ def _trunk(c: _Canvas, width: tuple[float, float], depth: tuple[float, float], f
     c.paint(cavity, c.value(cavity_hu, low=10, mid=cavity_mottle, fine=6, field=1), "fat")
     inner = 1 - fat_t - muscle_t
     spine_v = cv - av * c.uniform(0.45, 0.55)  # the vertebral body's centre, behind the organs
-    geometry = {"au": au, "av": av, "cv": cv, "inner": inner, "cavity": cavity, "fat_t": fat_t, "spine_v": spine_v}
+    geometry = {"au": au, "av": av, "cv": cv, "inner": inner, "cavity": cavity, "fat_t": fat_t, "spine_v": spine_v,
+                "level": body}
     if c.detail:
         _wall_detail(c, geometry, body, subcutaneous, wall, muscle_t)
     return geometry
@@ -534,18 +539,42 @@ def _ribs(c: _Canvas, body: dict[str, torch.Tensor], count: int, arc: tuple[floa
     c.bone(c.level(ru, rv, size_u, size_v, tangent, wobble=0.05), 0.4)
 
 
-def _table(c: _Canvas, body: dict[str, torch.Tensor]) -> None:
-    """The patient table under the back (in the image frame), in one image of two."""
+def _table(c: _Canvas, body: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The patient table under the back (in the image frame), in one image of two.
+
+    Plain: a flat slab. With ``detail``: a curved shell (its surfaces rise towards the sides),
+    wider than the body, with a foam core between two thin dense skins. Returns its top
+    surface ``v = top + curve·u²`` as ``(top, curve)``, ``(n,)`` each (also where it is absent:
+    the arms rest at that height).
+    """
     top = body["cv"] - body["av"] - c.uniform(0.03, 0.08)
     present = c.chance(0.5).float().view(-1, 1, 1, 1)
     thickness = c.uniform(0.025, 0.04)
+    core_hu, skin_hu = c.uniform(-300, -100), [c.uniform(200, 500), c.uniform(200, 500)]
+    if c.detail:
+        # curved surfaces v = edge + curve·u², up to the table's rounded side edges at |u| = half_width
+        curve = c.uniform(0.05, 0.3, side=True).view(-1, 1, 1, 1)
+        half_width = c.uniform(0.9, 1.25, side=True).view(-1, 1, 1, 1)
+        rise = curve * c.image_u ** 2
+        width = ((half_width - c.image_u.abs()) / c.pixel + 0.5).clamp(0, 1) * present
+
+        def below(edge):  # coverage of v < edge + rise
+            return (0.5 - (c.image_v - edge.view(-1, 1, 1, 1) - rise) / c.pixel).clamp(0, 1)
+
+        core_hu = c.uniform(-950, -400, side=True)
+        c.paint((below(top) - below(top - thickness)).clamp(0, 1) * width, c.value(core_hu, fine=10), "table")
+        skin = c.uniform(0.6, 1.2, side=True) / (c.field_mm / 2)  # each skin 1.2–2.4 mm
+        for edge, hu in zip((top, top - thickness), skin_hu):
+            c.paint((below(edge + skin) - below(edge - skin)).clamp(0, 1) * width, c.value(hu), "table")
+        return top, curve.view(-1)
     slab = c.half_plane(top, above=False) * c.half_plane(top - thickness, above=True)
     slab = slab * (c.image_u.abs() < 0.8).float() * present
-    c.paint(slab, c.value(c.uniform(-300, -100), fine=10), "table")
-    for edge in (top, top - thickness):
+    c.paint(slab, c.value(core_hu, fine=10), "table")
+    for edge, hu in zip((top, top - thickness), skin_hu):
         skin = (c.half_plane(edge + 0.004, above=False) * c.half_plane(edge - 0.004, above=True)
                 * (c.image_u.abs() < 0.8).float() * present)
-        c.paint(skin, c.value(c.uniform(200, 500)), "table")
+        c.paint(skin, c.value(hu), "table")
+    return top, torch.zeros(c.n)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -665,7 +694,9 @@ def _thorax(c: _Canvas) -> None:
     present = (upper | c.chance(0.3)).float().view(-1, 1, 1, 1)
     c.paint(outer * present, c.tissue("cortical_bone", 0.8).view(-1, 1, 1, 1) + 30 * c.fine, "cortical_bone")
     c.paint(inner * present, c.cancellous(), "cancellous_bone")
-    _table(c, body)
+    table = _table(c, body)
+    if c.arms > 0:
+        _arms(c, body, table, forearm=False)
 
 
 def _lung_detail(c: _Canvas, lung_u: torch.Tensor, lung_v: torch.Tensor, lung_au: torch.Tensor,
@@ -791,16 +822,179 @@ def _abdomen(c: _Canvas) -> None:
     _spine(c, body, scale)
     _ribs(c, body, 3, (0.4, 1.0), 0.6, scale)
     _ribs(c, body, 2, (-0.9, -0.5), 0.5, scale)
-    _table(c, body)
+    table = _table(c, body)
+    if c.arms > 0:
+        _arms(c, body, table, forearm=True)
 
 
-_REGION_DRAW = {"head": _head, "thorax": _thorax, "abdomen": _abdomen}
-_FIELD_MM = {"head": 240.0, "thorax": 400.0, "abdomen": 400.0}  # the unzoomed field's width, for the mm scales
+def _long_bone(c: _Canvas, cu, cv, radius, cortex, side: bool) -> None:
+    """A long-bone shaft: cortical ring around fatty marrow, ``(n, K)`` centres and radii (normalised units)."""
+    bone = c.level(cu, cv, radius, radius * c.uniform(0.85, 1.0, cu.shape[1], side=side), 0.0, wobble=0.04,
+                   side=side)
+    outer, inner = c.covers(bone, 1.0, 1 - cortex)
+    c.paint(outer, c.tissue("cortical_bone", 0.8, side=side).view(-1, 1, 1, 1) + 30 * c.fine, "cortical_bone")
+    c.paint(inner, c.value(c.tissue("marrow", side=side), fine=8), "marrow")
+
+
+def _arms(c: _Canvas, body: dict[str, torch.Tensor], table: tuple[torch.Tensor, torch.Tensor], forearm: bool) -> None:
+    """Arms resting beside the trunk (probability ``c.arms`` per image; otherwise raised out of the slice).
+
+    Upper arm (thorax): skin, fat, muscle with a fat plane, the humeral shaft. Forearm or
+    elbow (abdomen): radius and ulna, or the distal humerus. From the side stream.
+    """
+    mm = c.field_mm / 2
+    present = c.chance(c.arms, side=True).float().view(-1, 1, 1, 1)
+    half_u, half_v = c.uniform(36, 52, 2, side=True) / mm, c.uniform(38, 55, 2, side=True) / mm
+    gap = c.uniform(-4, 25, 2, side=True) / mm
+    centre_u = _SIDES * (body["au"].view(-1, 1) + half_u + gap)
+    centre_v = (body["cv"] + body["av"] * c.uniform(-0.5, -0.1, side=True)).view(-1, 1) + c.uniform(-8, 8, 2, side=True) / mm
+    # resting on the table (or a pad on it): not below its curved top surface
+    top, curve = table
+    floor = top.view(-1, 1) + curve.view(-1, 1) * centre_u ** 2 + half_v + c.uniform(0, 15, 2, side=True) / mm
+    centre_v = torch.maximum(centre_v, floor)
+    arm = c.level(centre_u, centre_v, half_u, half_v, c.uniform(-0.4, 0.4, 2, side=True), wobble=0.06, side=True)
+    fat = c.uniform(0.1, 0.3, side=True)
+    skin, subcutaneous, muscle = c.covers(arm, 1.0, 0.97, 1 - fat)
+    skin, subcutaneous, muscle = skin * present, subcutaneous * present, muscle * present
+    c.paint(skin, c.value(c.tissue("soft_tissue", side=True), fine=5), "skin")
+    c.paint(subcutaneous, c.value(c.tissue("fat", side=True), low=6, fine=6, field=1), "fat")
+    c.paint(muscle, c.value(c.tissue("muscle", side=True), low=4, fine=6, field=2), "muscle")
+    # a fat plane between the flexor and extensor muscles
+    angle = c.uniform(-0.6, 0.6, 2, side=True)
+    reach = (half_u + half_v) / 2
+    plane = c.stamps(centre_u - reach * torch.cos(angle), centre_v - reach * torch.sin(angle),
+                     centre_u + reach * torch.cos(angle), centre_v + reach * torch.sin(angle),
+                     c.uniform(0.5, 1.2, 2, side=True) / mm)
+    c.paint(plane * muscle, c.value(c.tissue("fat", side=True), fine=6), "fat")
+    # the humeral shaft, or radius and ulna side by side (forearm) one time in two below the elbow
+    two = (c.chance(0.5, side=True) if forearm else torch.zeros(c.n, dtype=torch.bool)).view(-1, 1)
+    offset_u, offset_v = c.uniform(-8, 8, 2, side=True) / mm, c.uniform(-8, 8, 2, side=True) / mm
+    humerus = torch.where(two, 1e-4, c.uniform(9, 13, 2, side=True) / mm) * (present.view(-1, 1) > 0)
+    _long_bone(c, centre_u + offset_u, centre_v + offset_v, humerus.clamp_min(1e-4),
+               c.uniform(0.25, 0.45, side=True), side=True)
+    apart = c.uniform(8, 13, 2, side=True) / mm
+    small = torch.where(two, c.uniform(5.5, 8, 2, side=True) / mm, 1e-4) * (present.view(-1, 1) > 0)
+    _long_bone(c, torch.cat([centre_u - apart, centre_u + apart], 1), torch.cat([centre_v, centre_v], 1) + 0.0,
+               torch.cat([small, small * c.uniform(0.85, 1.1, 2, side=True)], 1).clamp_min(1e-4),
+               c.uniform(0.3, 0.5, side=True), side=True)
+
+
+def _neck_vessels(c: _Canvas, mm: float, trachea_u, trachea_v, distance: tuple[float, float]) -> None:
+    """Common carotid arteries and internal jugular veins either side of the trachea."""
+    out = _SIDES * c.uniform(*distance, 2) / mm
+    carotid = c.level(trachea_u.view(-1, 1) + out, trachea_v.view(-1, 1) - c.uniform(0, 10, 2) / mm,
+                      c.uniform(3, 4.5, 2) / mm, c.uniform(3, 4.5, 2) / mm, 0.0, wobble=0.03)
+    jugular = c.level(trachea_u.view(-1, 1) + out * 1.35, trachea_v.view(-1, 1) + c.uniform(-4, 6, 2) / mm,
+                      c.uniform(4, 8, 2) / mm, c.uniform(3, 6, 2) / mm, c.uniform(-0.6, 0.6, 2), wobble=0.1)
+    c.paint(c.cover(jugular), c.value(torch.where(c.enhanced, c.uniform(100, 200), c.tissue("blood")), fine=5),
+            "vessel")
+    c.paint(c.cover(carotid), c.value(c.blood(), fine=5), "vessel")
+
+
+def _airway(c: _Canvas, mm: float, u, v, radius_mm: tuple[float, float]) -> None:
+    """Trachea (air in a soft-tissue wall) with the oesophagus behind it, slightly to the left."""
+    radius = c.uniform(*radius_mm) / mm
+    oesophagus = c.level(u + c.uniform(0, 8) / mm, v - radius - c.uniform(5, 9) / mm, c.uniform(6, 10) / mm,
+                         c.uniform(4, 7) / mm, c.uniform(-0.3, 0.3), wobble=0.08)
+    wall, lumen = c.covers(oesophagus, 1.0, c.uniform(0.0, 0.5))
+    c.paint(wall, c.value(c.tissue("muscle"), fine=5), "muscle")
+    c.paint(lumen * c.chance(0.4).float().view(-1, 1, 1, 1), c.value(-1000.0), "air")
+    trachea = c.level(u, v, radius, radius * c.uniform(0.8, 1.0), 0.0, wobble=0.04)
+    wall, lumen = c.covers(trachea, 1.0, 1 - c.uniform(1.5, 3, 1)[:, 0] / mm / radius)
+    c.paint(wall, c.value(c.tissue("soft_tissue"), fine=5), "soft_tissue")
+    c.paint(lumen, c.value(-1000.0), "air")
+
+
+def _neck(c: _Canvas) -> None:
+    """An axial slice of the neck at the thyroid (C6–C7): a field of about 250 mm."""
+    mm = c.field_mm / 2
+    body = _trunk(c, (0.48, 0.6), (0.44, 0.54), (0.03, 0.08), c.uniform(-90, -40))
+    au, av, cv = body["au"], body["av"], body["cv"]
+    # posterior neck muscles, a mass behind the spine; sternocleidomastoids in front of the sides
+    posterior = c.level(_SIDES * au.view(-1, 1) * c.uniform(0.25, 0.35, 2), (cv - av * 0.55).view(-1, 1),
+                        au.view(-1, 1) * c.uniform(0.3, 0.4, 2), av.view(-1, 1) * c.uniform(0.3, 0.38, 2),
+                        c.uniform(-0.4, 0.4, 2), wobble=0.08)
+    under_fat = c.cover(body["level"], 1 - body["fat_t"])
+    c.paint(c.cover(posterior) * under_fat, c.value(c.tissue("muscle"), low=4, fine=6, field=2), "muscle")
+    scm = c.level(_SIDES * au.view(-1, 1) * c.uniform(0.55, 0.7, 2), (cv + av * c.uniform(0.05, 0.3)).view(-1, 1),
+                  c.uniform(7, 11, 2) / mm, c.uniform(14, 22, 2) / mm, _SIDES * c.uniform(0.3, 0.8, 2), wobble=0.06)
+    c.paint(c.cover(scm) * under_fat, c.value(c.tissue("muscle"), low=4, fine=6, field=2), "muscle")
+    # the cervical spine
+    spine = dict(body, spine_v=cv - av * c.uniform(0.12, 0.25))
+    _spine(c, spine, c.uniform(0.62, 0.75))  # a cervical body of about 9 mm radius
+    # airway, oesophagus, thyroid lobes and the strap muscles in front
+    trachea_u, trachea_v = c.uniform(-4, 4) / mm, cv + av * c.uniform(0.35, 0.5)
+    thyroid = c.level(torch.stack([trachea_u, trachea_u], 1) + _SIDES * c.uniform(12, 18, 2) / mm,
+                      trachea_v.view(-1, 1) + c.uniform(-6, 2, 2) / mm, c.uniform(7, 11, 2) / mm,
+                      c.uniform(9, 15, 2) / mm, _SIDES * c.uniform(-0.6, -0.1, 2), wobble=0.1)
+    thyroid_hu = c.tissue("thyroid") + c.enhanced.float() * c.uniform(40, 100)
+    c.paint(c.cover(thyroid), c.value(thyroid_hu, low=5, fine=6), "thyroid")
+    straps = c.level(_SIDES * c.uniform(6, 12, 2) / mm, (trachea_v + c.uniform(13, 17) / mm).view(-1, 1),
+                     c.uniform(8, 13, 2) / mm, c.uniform(2.5, 4, 2) / mm, _SIDES * c.uniform(0.0, 0.4, 2), wobble=0.05)
+    c.paint(c.cover(straps), c.value(c.tissue("muscle"), fine=6), "muscle")
+    _airway(c, mm, trachea_u, trachea_v, (7, 10))
+    _neck_vessels(c, mm, trachea_u, trachea_v, (22, 28))
+
+
+def _shoulder(c: _Canvas) -> None:
+    """An axial slice at the shoulder joints (T1–T2): a field of about 480 mm."""
+    mm = c.field_mm / 2
+    body = _trunk(c, (0.8, 0.92), (0.36, 0.46), (0.03, 0.08), c.uniform(-100, -50))
+    au, av, cv = body["au"], body["av"], body["cv"]
+    # deltoid and trapezius: muscle masses over the shoulders and behind
+    muscles = c.level(torch.cat([_SIDES * au.view(-1, 1) * c.uniform(0.7, 0.8, 2),
+                                 _SIDES * au.view(-1, 1) * c.uniform(0.25, 0.4, 2)], 1),
+                      torch.cat([(cv + av * c.uniform(-0.1, 0.1)).view(-1, 1).expand(c.n, 2),
+                                 (cv - av * c.uniform(0.5, 0.65)).view(-1, 1).expand(c.n, 2)], 1),
+                      torch.cat([au.view(-1, 1) * c.uniform(0.22, 0.28, 2), au.view(-1, 1) * c.uniform(0.3, 0.4, 2)], 1),
+                      torch.cat([av.view(-1, 1) * c.uniform(0.6, 0.8, 2), av.view(-1, 1) * c.uniform(0.25, 0.35, 2)], 1),
+                      c.uniform(-0.3, 0.3, 4), wobble=0.08)
+    under_fat = c.cover(body["level"], 1 - body["fat_t"])
+    c.paint(c.cover(muscles) * under_fat, c.value(c.tissue("muscle"), low=4, fine=6, field=2), "muscle")
+    # lung apices behind and beside the trachea, in two slices of three
+    apex = c.level(_SIDES * au.view(-1, 1) * c.uniform(0.22, 0.3, 2), (cv - av * c.uniform(0.0, 0.2)).view(-1, 1),
+                   au.view(-1, 1) * c.uniform(0.1, 0.16, 2), av.view(-1, 1) * c.uniform(0.25, 0.4, 2),
+                   c.uniform(-0.4, 0.4, 2), wobble=0.08)
+    c.paint(c.cover(apex) * c.chance(0.67).float().view(-1, 1, 1, 1),
+            c.value(c.tissue("lung", 0.5), low=15, mid=25, fine=20, field=2), "lung")
+    # humeral heads (cancellous in a thin cortex), the glenoid and scapula behind, the clavicles in front
+    head_u = _SIDES * au.view(-1, 1) * c.uniform(0.74, 0.82, 2)
+    head_v = (cv + av * c.uniform(-0.1, 0.1)).view(-1, 1) + c.uniform(-5, 5, 2) / mm
+    head_r = c.uniform(20, 26, 2) / mm
+    c.bone(c.level(head_u, head_v, head_r, head_r * c.uniform(0.9, 1.0, 2), 0.0, wobble=0.03), 0.08)
+    scapula_u = head_u * c.uniform(0.55, 0.7, 2)
+    scapula_v = head_v - head_r * c.uniform(1.0, 1.6, 2)
+    scapula = c.level(scapula_u, scapula_v, c.uniform(35, 50, 2) / mm, c.uniform(2, 3.5, 2) / mm,
+                      _SIDES * c.uniform(0.3, 0.6, 2), wobble=0.06)
+    c.bone(scapula, 0.6)
+    clavicle = c.level(_SIDES * au.view(-1, 1) * c.uniform(0.3, 0.55, 2), (cv + av * c.uniform(0.45, 0.65)).view(-1, 1),
+                       c.uniform(12, 25, 2) / mm, c.uniform(6, 8, 2) / mm, _SIDES * c.uniform(-0.5, 0.0, 2), wobble=0.05)
+    c.bone(clavicle, 0.35)
+    # spine, first ribs, airway, oesophagus, great vessels and sometimes the lower thyroid poles
+    spine = dict(body, spine_v=cv - av * c.uniform(0.3, 0.4))
+    _spine(c, spine, c.uniform(0.5, 0.62))  # T1: about 14 mm radius
+    _ribs(c, body, 2, (0.6, 1.2), 0.7, au * 0.6)
+    trachea_u, trachea_v = c.uniform(-5, 5) / mm, cv + av * c.uniform(0.05, 0.25)
+    thyroid = c.level(torch.stack([trachea_u, trachea_u], 1) + _SIDES * c.uniform(12, 16, 2) / mm,
+                      trachea_v.view(-1, 1) + c.uniform(0, 6, 2) / mm, c.uniform(5, 9, 2) / mm,
+                      c.uniform(6, 10, 2) / mm, 0.0, wobble=0.1)
+    thyroid_hu = c.tissue("thyroid") + c.enhanced.float() * c.uniform(40, 100)
+    c.paint(c.cover(thyroid) * c.chance(0.4).float().view(-1, 1, 1, 1), c.value(thyroid_hu, fine=6), "thyroid")
+    _airway(c, mm, trachea_u, trachea_v, (8, 11))
+    _neck_vessels(c, mm, trachea_u, trachea_v, (20, 30))
+    table = _table(c, body)
+    if c.arms > 0:
+        _arms(c, body, table, forearm=False)
+
+
+_REGION_DRAW = {"head": _head, "thorax": _thorax, "abdomen": _abdomen, "neck": _neck, "shoulder": _shoulder}
+# the unzoomed field's width in mm per region (the scale of mm-sized detail), as clinical scans of each region use
+_FIELD_MM = {"head": 240.0, "thorax": 400.0, "abdomen": 400.0, "neck": 250.0, "shoulder": 480.0}
 
 
 def _region_list(n: int, region: str | Sequence[str] | None) -> list[str]:
     if region is None:
-        region = REGIONS
+        region = DEFAULT_REGIONS
     if isinstance(region, str):
         region = (region,)
     region = tuple(region)
