@@ -1,4 +1,4 @@
-"""Procedural axial CT slices of the head, thorax and abdomen, in Hounsfield units.
+"""Procedural axial CT slices of the head, neck, shoulders, thorax and abdomen, in Hounsfield units.
 
 :func:`anatomy_phantoms` draws ``(n, 1, size, size)`` float32 images in [0, 1] under the
 package's CT convention (:mod:`scoreinv.datasets.hounsfield`: HU window [−1000, 2000]).
@@ -27,7 +27,20 @@ scalp, skull, grey and white matter, sulci, ventricles, thalami, falx), ``"thora
 wall, lungs with vessel trees, heart or the upper mediastinum with trachea and aortic arch,
 aorta, spine, ribs, sternum, scapulae, a patient table) and ``"abdomen"`` (liver with
 vessels, spleen, kidneys, stomach and bowel loops with gas, fluid and air-fluid levels, aorta,
-vena cava, psoas and paraspinal muscles, spine, lower ribs, gallbladder, liver lesions).
+vena cava, psoas and paraspinal muscles, spine, lower ribs, gallbladder, liver lesions);
+``"neck"`` (thyroid level: cervical vertebra, posterior neck muscles, sternocleidomastoids,
+strap muscles, thyroid lobes, trachea, oesophagus, carotid arteries and jugular veins) and
+``"shoulder"`` (the shoulder joints: deltoids and trapezius, humeral heads, scapulae,
+clavicles, first ribs, lung apices, T1, trachea, oesophagus, neck vessels, a table). The
+default draws the first three only (``DEFAULT_REGIONS``).
+
+At clinical sizes (256², 512²), three keywords add what such scans show, each off by
+default so that a seed's images are unchanged: ``field_of_view`` (zoomed or widened
+reconstructions; the pixel size in mm that sets every mm-sized detail scales with it),
+``detail`` (a trabecular web, small lung vessels and bronchi, fat planes and septa, a thin
+vertebral cortex, a curved table) and ``arms`` (arms beside the trunk). Detail is drawn at its
+size in mm: each region has a usual field width (``_FIELD_MM``, e.g. 400 mm for the body),
+and sub-pixel structures keep their partial volume (exact box-filtered coverage).
 
 Geometry is in normalised coordinates u, v ∈ [−1, 1] (v pointing up = anterior; the
 patient's right on the image's left, as CT is displayed). A seed fixes the images: all
@@ -39,7 +52,7 @@ trabeculae) are drawn from a generator seeded from it and depend on the size.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +64,13 @@ REGIONS: tuple[str, ...] = ("head", "thorax", "abdomen", "neck", "shoulder")
 
 DEFAULT_REGIONS: tuple[str, ...] = ("head", "thorax", "abdomen")
 """The regions drawn in turn when ``region`` is not given (the images these seeds have always drawn)."""
+
+CLINICAL_FIELDS: dict[str, tuple[float, float]] = {
+    "head": (0.9, 1.1), "thorax": (0.6, 1.3), "abdomen": (0.6, 1.3), "neck": (0.8, 1.2), "shoulder": (0.9, 1.15),
+}
+"""``field_of_view`` ranges per region as clinical reconstructions vary: the head's 220–260 mm, a body's
+240–520 mm (zoomed to the organs or the spine, or wide enough for the arms), the neck's 200–300 mm, the
+shoulders' 430–550 mm."""
 
 LABELS: tuple[str, ...] = (
     "air", "fat", "muscle", "soft_tissue", "lung", "vessel", "heart", "liver", "spleen", "kidney",
@@ -562,6 +582,7 @@ def _table(c: _Canvas, body: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tor
             return (0.5 - (c.image_v - edge.view(-1, 1, 1, 1) - rise) / c.pixel).clamp(0, 1)
 
         core_hu = c.uniform(-950, -400, side=True)
+        thickness = c.uniform(15, 45, side=True) / (c.field_mm / 2)  # a clinical table is 15–45 mm thick
         c.paint((below(top) - below(top - thickness)).clamp(0, 1) * width, c.value(core_hu, fine=10), "table")
         skin = c.uniform(0.6, 1.2, side=True) / (c.field_mm / 2)  # each skin 1.2–2.4 mm
         for edge, hu in zip((top, top - thickness), skin_hu):
@@ -628,6 +649,14 @@ def _head(c: _Canvas) -> None:
                       torch.stack([c.uniform(-0.01, 0.01), c.uniform(-0.01, 0.01)], 1),
                       torch.stack([ventricle_v + length + 0.02, bottom], 1), c.uniform(0.003, 0.007, 2))
     c.paint(falx * c.cover(head, brain), c.value(c.uniform(60, 90)), "soft_tissue")
+    if c.detail:
+        # the head holder: a thin curved shell under the back of the head, in two images of three
+        gap, shell = c.uniform(0.02, 0.12, side=True), c.uniform(1.5, 3.5, side=True) / (c.field_mm / 2) / av
+        outside, inside = c.covers(head, 1 + gap + shell, 1 + gap)
+        lower = torch.sigmoid((cv.view(-1, 1, 1, 1) - av.view(-1, 1, 1, 1) * c.uniform(0.0, 0.4, side=True).view(
+            -1, 1, 1, 1) - c.v) / c.pixel)
+        holder = (outside - inside).clamp(0, 1) * lower * c.chance(0.67, side=True).float().view(-1, 1, 1, 1)
+        c.paint(holder, c.value(c.uniform(100, 600, side=True), fine=10), "table")
 
 
 def _thorax(c: _Canvas) -> None:
@@ -908,7 +937,7 @@ def _airway(c: _Canvas, mm: float, u, v, radius_mm: tuple[float, float]) -> None
 def _neck(c: _Canvas) -> None:
     """An axial slice of the neck at the thyroid (C6–C7): a field of about 250 mm."""
     mm = c.field_mm / 2
-    body = _trunk(c, (0.48, 0.6), (0.44, 0.54), (0.03, 0.08), c.uniform(-90, -40))
+    body = _trunk(c, (0.55, 0.7), (0.48, 0.6), (0.03, 0.08), c.uniform(-90, -40))
     au, av, cv = body["au"], body["av"], body["cv"]
     # posterior neck muscles, a mass behind the spine; sternocleidomastoids in front of the sides
     posterior = c.level(_SIDES * au.view(-1, 1) * c.uniform(0.25, 0.35, 2), (cv - av * 0.55).view(-1, 1),
@@ -1004,8 +1033,13 @@ def _region_list(n: int, region: str | Sequence[str] | None) -> list[str]:
     return [region[i % len(region)] for i in range(n)]
 
 
-def _check_field_of_view(field_of_view) -> float | tuple[float, float]:
-    """A float in [0.1, 4], or a (low, high) pair with 0.1 <= low <= high <= 4."""
+def _check_field_of_view(field_of_view) -> float | tuple[float, float] | dict:
+    """A float in [0.1, 4], a (low, high) pair with 0.1 <= low <= high <= 4, or a region -> either mapping."""
+    if isinstance(field_of_view, Mapping):
+        unknown = [r for r in field_of_view if r not in REGIONS]
+        if unknown:
+            raise ValueError(f"field_of_view names unknown region {unknown[0]!r}; choose from {list(REGIONS)}")
+        return {r: _check_field_of_view(f) for r, f in field_of_view.items()}
     if isinstance(field_of_view, (int, float)) and not isinstance(field_of_view, bool):
         values = (float(field_of_view),)
     elif isinstance(field_of_view, Sequence) and len(field_of_view) == 2:
@@ -1025,7 +1059,7 @@ def anatomy_phantoms(
     *,
     supersample: int = 4,
     return_labels: bool = False,
-    field_of_view: float | tuple[float, float] = 1.0,
+    field_of_view: float | tuple[float, float] | Mapping[str, float | tuple[float, float]] = 1.0,
     detail: bool = False,
     arms: float = 0.0,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -1041,13 +1075,32 @@ def anatomy_phantoms(
         A CPU ``torch.Generator``, or a seed for one (default: seed 0). The same seed gives
         the same images; the geometry does not depend on ``size``.
     region : str or sequence of str, optional
-        ``"head"``, ``"thorax"``, ``"abdomen"`` or a sequence of them; item ``i`` is of
-        ``regions[i % len(regions)]``. Default: all three in turn.
+        ``"head"``, ``"thorax"``, ``"abdomen"``, ``"neck"``, ``"shoulder"`` or a sequence of
+        them; item ``i`` is of ``regions[i % len(regions)]``. Default: ``DEFAULT_REGIONS``
+        (head, thorax, abdomen) in turn. The regions' images are drawn region by region in
+        ``REGIONS`` order, so adding ``"neck"`` or ``"shoulder"`` to a list (with as many
+        images of the others) leaves the other regions' images unchanged.
     supersample : int, optional
         Shapes are thresholded on a grid this many times finer and averaged down (partial
         volume); an even number >= 2, default 4.
     return_labels : bool, optional
         Also return ``(n, 1, size, size)`` int64 tissue labels (indices into ``LABELS``).
+    field_of_view : float, (float, float) or mapping, optional
+        The reconstructed field relative to the region's usual one (head 240 mm, thorax and
+        abdomen 400 mm, neck 250 mm, shoulders 480 mm): below 1 a zoomed reconstruction (the
+        body larger, cut by the field's edge), above 1 a wider one. A float for every image,
+        ``(low, high)`` for one drawn uniformly per image, or a mapping region -> either
+        (e.g. ``CLINICAL_FIELDS``; regions not named get 1). Each within [0.1, 4].
+        Default 1: the images as they have always been drawn.
+    detail : bool, optional
+        Draw the detail a pixel below ~1 mm resolves: a trabecular web in cancellous bone,
+        small lung vessels to the periphery and bronchi, fat planes between the muscles of
+        the wall and fibrous septa in the subcutaneous fat, a thin vertebral cortex, a curved
+        table. Default False (the images as they have always been drawn).
+    arms : float, optional
+        The probability that the arms lie beside the trunk in a thorax, abdomen or shoulder
+        slice (upper arm with the humeral shaft, or forearm and elbow below the ribs);
+        otherwise they are raised out of the slice. Default 0.
 
     Returns
     -------
@@ -1058,7 +1111,17 @@ def anatomy_phantoms(
     Raises
     ------
     ValueError
-        For ``n < 0``, ``size < 16``, an odd or small ``supersample`` or an unknown region.
+        For ``n < 0``, ``size < 16``, an odd or small ``supersample``, an unknown region, a
+        field of view outside [0.1, 4] or ``arms`` outside [0, 1].
+    TypeError
+        For a ``detail`` that is not a bool.
+
+    Notes
+    -----
+    The zoom, the detail and the arms are drawn from a stream of their own (seeded from the
+    block's), so that a seed draws the same anatomy with and without them; with the
+    defaults nothing is drawn from it and the images are exactly those of the plain
+    generator.
     """
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
@@ -1081,7 +1144,8 @@ def anatomy_phantoms(
         indices = [i for i, r in enumerate(regions) if r == name]
         for start in range(0, len(indices), _BLOCK):
             block = indices[start:start + _BLOCK]
-            canvas = _Canvas(len(block), size, supersample, generator, field_of_view, _FIELD_MM[name], detail,
+            fov = field_of_view.get(name, 1.0) if isinstance(field_of_view, dict) else field_of_view
+            canvas = _Canvas(len(block), size, supersample, generator, fov, _FIELD_MM[name], detail,
                              float(arms))
             _REGION_DRAW[name](canvas)
             images[block] = ((canvas.hu - low) / (high - low)).clamp(0, 1)
