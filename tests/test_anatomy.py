@@ -245,8 +245,8 @@ def test_arms_beside_the_trunk():
     pixel_mm = 1.4 * 400 / 128
     assert (columns(with_arms) - columns(without) > 2 * 2 * 36 / pixel_mm - 4).all()
     # HU of the new tissues: fatty marrow (inner pixels of the shaft, at 256²) and the arm's muscle
-    _, fine_labels = anatomy_phantoms(3, 256, 4, region="thorax", field_of_view=1.3, arms=1.0, return_labels=True)
-    fine_hu = unit_to_hu(anatomy_phantoms(3, 256, 4, region="thorax", field_of_view=1.3, arms=1.0))
+    fine, fine_labels = anatomy_phantoms(2, 192, 4, region="thorax", field_of_view=1.3, arms=1.0, return_labels=True)
+    fine_hu = unit_to_hu(fine)
     pure = interior(fine_labels, "marrow")
     assert pure.sum() > 5 and -130 <= fine_hu[pure].median() <= 30
     # the probability is honoured: about half the slices have arms; the others are exactly the armless slices

@@ -84,6 +84,7 @@ _LABEL = {name: index for index, name in enumerate(LABELS)}
 _SIDES = torch.tensor([[-1.0, 1.0]])  # (1, 2): the patient's right and left, as image u
 _TRABECULA_CELL_MM = 2.0  # the trabecular web's cell: struts about this far apart (as CT resolves them)
 _TRABECULA_MM = 0.35  # a strut's thickness (blurred trabeculae, as a scanner of ~0.5 mm resolution shows them)
+_ORGAN_CELL_MM = 3.0  # the parenchymal texture of organs and muscle with detail
 _PSF_MM = 0.45  # the standard deviation of the point spread applied to sub-pixel detail
 _BLOCK = 16  # images drawn together: fixed, so the geometry a seed draws does not depend on the size
 
@@ -162,8 +163,10 @@ class _Canvas:
         factor = max(1, math.ceil(160 * float(fov.mean()) / size))
         mottle = _standardise(_binomial_blur(torch.randn((n, 1, factor * size, factor * size), generator=texture)))
         self.trabecular = F.avg_pool2d(mottle, factor) if factor > 1 else mottle
+        self.organ = None
         if detail:
             self.trabecular = self._trabecular_network(texture)
+            self.organ = self._patient_texture(texture, _ORGAN_CELL_MM)
         self._weights = _subpixel_weights(supersample)
         self.hu = torch.full((n, 1, size, size), _hu("air"))
         self.labels = torch.zeros((n, 1, size, size), dtype=torch.long)
@@ -209,6 +212,14 @@ class _Canvas:
             fraction = _binomial_blur(fraction, passes) if passes else fraction
             out[i] = fraction[0] / fraction.mean().clamp_min(1e-6) - 1
         return out
+
+    def _patient_texture(self, texture: torch.Generator, cell_mm: float) -> torch.Tensor:
+        """Standardised smooth noise on cells of ``cell_mm`` fixed to the patient, ``(n, 1, N, N)``."""
+        extent = 1.3 * max(1.0, float(self.fov.max()))
+        cells = math.ceil(2 * extent * self.field_mm / 2 / cell_mm)
+        coarse = torch.randn((self.n, 1, cells, cells), generator=texture)
+        grid = torch.stack([self.u[:, 0], -self.v[:, 0]], -1) / extent
+        return _standardise(F.grid_sample(coarse, grid, mode="bicubic", padding_mode="border", align_corners=False))
 
     def _smooth(self, coarse: torch.Tensor) -> torch.Tensor:
         """A coarse random grid over the unzoomed field, bicubically interpolated at the pixels."""
@@ -375,13 +386,15 @@ class _Canvas:
 
     # intensities
     def value(self, hu, low: float | torch.Tensor = 0.0, fine: float | torch.Tensor = 0.0,
-              mid: float | torch.Tensor = 0.0, field: int = 0) -> torch.Tensor:
-        """A tissue's HU field: ``hu`` (float or ``(n,)``) plus smooth (``low``), mid-scale and fine texture."""
+              mid: float | torch.Tensor = 0.0, field: int = 0, organ: float = 0.0) -> torch.Tensor:
+        """A tissue's HU field: ``hu`` (float or ``(n,)``) plus smooth (``low``), mid-scale and fine texture,
+        and with ``detail`` a parenchymal texture on ~3 mm cells of the patient (``organ``, HU)."""
         def column(x):
             return torch.as_tensor(x, dtype=torch.float32).reshape(-1, 1, 1, 1)
 
-        return (column(hu) + column(low) * self.low[:, field:field + 1] + column(mid) * self.mid
-                + column(fine) * self.fine)
+        result = (column(hu) + column(low) * self.low[:, field:field + 1] + column(mid) * self.mid
+                  + column(fine) * self.fine)
+        return result + organ * self.organ if organ and self.organ is not None else result
 
     def paint(self, coverage: torch.Tensor, value, label: str) -> None:
         """Lay a tissue over what is there: ``hu ← hu + coverage · (value − hu)``."""
@@ -462,8 +475,10 @@ def _trunk(c: _Canvas, width: tuple[float, float], depth: tuple[float, float], f
     skin, subcutaneous, wall, cavity = c.covers(body, 1.0, 0.985, 1 - fat_t, 1 - fat_t - muscle_t)
     c.paint(skin, c.value(c.tissue("soft_tissue"), fine=5), "skin")
     c.paint(subcutaneous, c.value(c.tissue("fat"), low=8, fine=6, field=1), "fat")
-    c.paint(wall, c.value(c.tissue("muscle"), low=5, fine=6, field=2), "muscle")
-    c.paint(cavity, c.value(cavity_hu, low=10, mid=cavity_mottle, fine=6, field=1), "fat")
+    c.paint(wall, c.value(c.tissue("muscle"), low=5, fine=6, field=2, organ=4), "muscle")
+    # with detail the cavity's mid-scale mottle gives way to mesenteric vessels and nodes (drawn below)
+    c.paint(cavity, c.value(cavity_hu, low=10, mid=cavity_mottle * (0.4 if c.detail else 1.0), fine=6, field=1),
+            "fat")
     inner = 1 - fat_t - muscle_t
     spine_v = cv - av * c.uniform(0.45, 0.55)  # the vertebral body's centre, behind the organs
     geometry = {"au": au, "av": av, "cv": cv, "inner": inner, "cavity": cavity, "fat_t": fat_t, "spine_v": spine_v,
@@ -514,6 +529,17 @@ def _wall_detail(c: _Canvas, body: dict[str, torch.Tensor], level: torch.Tensor,
     strands = c.stamps(x0, y0, x0 + length * torch.cos(direction), y0 + length * torch.sin(direction),
                        c.uniform(0.15, 0.4, k, side=True) / mm)
     c.paint(strands * subcutaneous, c.value(c.uniform(-10, 40, side=True), fine=4), "soft_tissue")
+    # small vessels and lymph nodes in the fat of the cavity (organs drawn later cover those inside them)
+    k = 60
+    rho, theta = torch.sqrt(c.uniform(0, 1, k, side=True)) * (1 - fat_t - muscle_t).view(-1, 1), c.uniform(
+        -math.pi, math.pi, k, side=True)
+    x0, y0 = _ellipse_points(c, body, theta, rho)
+    direction = c.uniform(-math.pi, math.pi, k, side=True)
+    length = c.uniform(0, 10, k, side=True) / mm * c.chance(0.5, k, side=True).float()
+    dots = c.stamps(x0, y0, x0 + length * torch.cos(direction), y0 + length * torch.sin(direction),
+                    c.uniform(0.6, 2.5, k, side=True) / mm)
+    c.paint(dots * body["cavity"], c.value(torch.where(c.enhanced, c.uniform(100, 250, side=True),
+                                                       c.uniform(30, 50, side=True)), fine=5), "vessel")
 
 
 def _spine(c: _Canvas, body: dict[str, torch.Tensor], scale: torch.Tensor) -> None:
@@ -788,13 +814,31 @@ def _abdomen(c: _Canvas) -> None:
     liver = c.level(liver_u, liver_v, liver_au, liver_av, c.uniform(-0.5, 0.3), wobble=0.1)
     liver_cover = c.cover(liver) * cavity * c.chance(0.9).float().view(-1, 1, 1, 1)
     liver_hu = c.tissue("liver") + enhanced * c.uniform(40, 80)
-    c.paint(liver_cover, c.value(liver_hu, low=6, fine=5), "liver")
+    c.paint(liver_cover, c.value(liver_hu, low=6, fine=5, organ=5), "liver")
     roots = 3
     tree = c.tree((liver_u + liver_au * 0.45).view(-1, 1).expand(c.n, roots).contiguous(),
                   (liver_v - liver_av * 0.2).view(-1, 1) + c.uniform(-0.05, 0.05, roots),
                   math.pi + c.uniform(-1.3, 1.3, roots), c.uniform(0.1, 0.16, roots), c.uniform(0.012, 0.02, roots), 3)
     vessel_hu = torch.where(c.enhanced, c.uniform(150, 220), liver_hu - c.uniform(15, 30))
     c.paint(c.segments(*tree) * liver_cover, c.value(vessel_hu, fine=5), "vessel")
+    if c.detail:
+        # smaller portal and hepatic branches and their cross-sections, 0.5–2.5 mm radius
+        mm = c.field_mm / 2
+        roots = 4
+        x0, y0, x1, y1, radius = c.tree((liver_u + liver_au * 0.4).view(-1, 1).expand(c.n, roots).contiguous(),
+                                        (liver_v - liver_av * 0.1).view(-1, 1) + c.uniform(-0.1, 0.1, roots, side=True),
+                                        math.pi + c.uniform(-1.6, 1.6, roots, side=True),
+                                        c.uniform(15, 30, roots, side=True) / mm,
+                                        c.uniform(1.2, 2.2, roots, side=True) / mm, 4, side=True,
+                                        shrink=((0.7, 0.9), (0.7, 0.85)))
+        radius = radius * c.chance(0.6, radius.shape[1], side=True).float()
+        k = 24
+        du, dv = c.uniform(-0.9, 0.9, k, side=True), c.uniform(-0.9, 0.9, k, side=True)
+        du, dv = liver_u.view(-1, 1) + liver_au.view(-1, 1) * du, liver_v.view(-1, 1) + liver_av.view(-1, 1) * dv
+        branches = torch.maximum(c.stamps(x0, y0, x1, y1, radius),
+                                 c.stamps(du, dv, du, dv, c.uniform(0.6, 2.5, k, side=True) / mm))
+        small_hu = torch.where(c.enhanced, c.uniform(140, 210, side=True), liver_hu - c.uniform(10, 25, side=True))
+        c.paint(branches * liver_cover, c.value(small_hu, fine=5), "vessel")
     lesion = c.level(liver_u + liver_au * c.uniform(-0.5, 0.3), liver_v + liver_av * c.uniform(-0.5, 0.5),
                      c.uniform(0.02, 0.06), c.uniform(0.02, 0.06), c.uniform(0, math.pi), wobble=0.1)
     c.paint(c.cover(lesion) * liver_cover * c.chance(0.25).float().view(-1, 1, 1, 1),
@@ -807,7 +851,7 @@ def _abdomen(c: _Canvas) -> None:
     spleen = c.level(au * c.uniform(0.5, 0.62), cv - av * c.uniform(0.05, 0.3), au * c.uniform(0.1, 0.16),
                      av * c.uniform(0.25, 0.38), c.uniform(0.2, 0.7), wobble=0.08)
     spleen_hu = c.tissue("spleen") + enhanced * c.uniform(50, 90)
-    c.paint(c.cover(spleen) * cavity * c.chance(0.7).float().view(-1, 1, 1, 1), c.value(spleen_hu, low=4, fine=5),
+    c.paint(c.cover(spleen) * cavity * c.chance(0.7).float().view(-1, 1, 1, 1), c.value(spleen_hu, low=4, fine=5, organ=4),
             "spleen")
     # kidneys with their sinus fat, either side of the spine
     kidney_u = _SIDES * (scale * c.uniform(0.26, 0.34)).view(-1, 1)
@@ -819,7 +863,20 @@ def _abdomen(c: _Canvas) -> None:
                     c.uniform(0.04, 0.06, 2) * scale.view(-1, 1), kidney_angle, wobble=0.1)
     present = c.chance(0.8).float().view(-1, 1, 1, 1)
     kidney_hu = c.tissue("kidney") + enhanced * c.uniform(100, 170)
-    c.paint(c.cover(kidneys) * present, c.value(kidney_hu, low=4, fine=5), "kidney")
+    kidney_cover = c.cover(kidneys) * present
+    c.paint(kidney_cover, c.value(kidney_hu, low=4, fine=5, organ=4), "kidney")
+    if c.detail:
+        # medullary pyramids, less enhanced than the cortex (corticomedullary phase), between cortex and sinus
+        k = 5
+        theta = (kidney_angle.repeat_interleave(k, 1) + math.pi / 2 * _SIDES.repeat_interleave(k, 1)
+                 + c.uniform(-1.6, 1.6, 2 * k, side=True))
+        reach = c.uniform(0.45, 0.6, 2 * k, side=True) * 0.1 * scale.view(-1, 1)
+        pu = kidney_u.repeat_interleave(k, 1) * 0.95 + reach * torch.cos(theta)
+        pv = kidney_v.repeat_interleave(k, 1) + 1.3 * reach * torch.sin(theta)
+        pyramids = c.stamps(pu, pv, pu - 0.4 * reach * torch.cos(theta), pv - 0.4 * reach * torch.sin(theta),
+                            c.uniform(2.5, 4.5, 2 * k, side=True) / (c.field_mm / 2))
+        c.paint(pyramids * kidney_cover, c.value(kidney_hu - enhanced * c.uniform(50, 110, side=True), fine=5),
+                "kidney")
     c.paint(c.cover(sinus) * present, c.value(c.uniform(-90, -30), fine=6), "fat")
     # aorta and inferior vena cava in front of the spine
     aorta = c.level(c.uniform(0.02, 0.07) * scale, spine_v + c.uniform(0.14, 0.18) * scale,
@@ -887,7 +944,7 @@ def _arms(c: _Canvas, body: dict[str, torch.Tensor], table: tuple[torch.Tensor, 
     skin, subcutaneous, muscle = skin * present, subcutaneous * present, muscle * present
     c.paint(skin, c.value(c.tissue("soft_tissue", side=True), fine=5), "skin")
     c.paint(subcutaneous, c.value(c.tissue("fat", side=True), low=6, fine=6, field=1), "fat")
-    c.paint(muscle, c.value(c.tissue("muscle", side=True), low=4, fine=6, field=2), "muscle")
+    c.paint(muscle, c.value(c.tissue("muscle", side=True), low=4, fine=6, field=2, organ=4), "muscle")
     # a fat plane between the flexor and extensor muscles
     angle = c.uniform(-0.6, 0.6, 2, side=True)
     reach = (half_u + half_v) / 2
