@@ -130,7 +130,7 @@ class _Canvas:
         # the pixel-scale textures come from their own stream so that the geometry does not depend on the size
         texture_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         texture = torch.Generator().manual_seed(texture_seed)
-        # what today's images do not draw (zoom, detail, arms) comes from a third stream, so that asking for it
+        # what the plain images do not draw (zoom, detail, arms) comes from a third stream, so that asking for it
         # leaves the anatomy the main stream draws unchanged
         self.side = torch.Generator().manual_seed(texture_seed ^ 0x5EED_DE7A11)
         self.detail, self.arms = detail, arms
@@ -140,7 +140,7 @@ class _Canvas:
             fov = torch.full((n,), float(field_of_view))
         self.zoomed = isinstance(field_of_view, tuple) or float(field_of_view) != 1.0
         self.fov = fov
-        # the pixel in normalised units (the same float as before when not zoomed) and in mm
+        # the pixel in normalised units (a float when not zoomed: the plain arithmetic, bit for bit) and in mm
         self.pixel = (2.0 * fov / size).view(-1, 1, 1, 1) if self.zoomed else 2.0 / size
         self.pixel_mm = fov * field_mm / size  # (n,)
         self.field_mm = field_mm
@@ -177,10 +177,10 @@ class _Canvas:
         Trabeculae are the zero lines of two independent random fields, piecewise linear on
         cells of ``_TRABECULA_CELL_MM``, i.e. an irregular web of straight struts meeting at
         nodes, in the patient frame. Each strut is ``_TRABECULA_MM`` thick; its coverage of
-        sub-pixels of at most 0.4 mm is the exact box-filtered coverage of a strip at the
-        distance |f| / |∇f| from the zero line, averaged down to the pixels. Where a pixel spans
-        more than 1.5 cells (a coarse image) the network cannot be resolved and the relative
-        fraction is the size-dependent mottle of the plain images instead.
+        sub-pixels of about 0.5 mm (at most 1024² of them per image) is the exact box-filtered
+        coverage of a strip at the distance |f| / |∇f| from the zero line, averaged down to the
+        pixels. Where a pixel spans more than 0.6 cells (1.2 mm) a scan does not resolve the
+        web and the relative fraction is the size-dependent mottle of the plain images instead.
         """
         mm = self.field_mm / 2  # mm per normalised unit
         extent = 1.3 * max(1.0, float(self.fov.max()))  # the coarse grid covers the patient frame [−extent, extent]
@@ -190,9 +190,9 @@ class _Canvas:
         angle, shift_u, shift_v = self._pose_params
         for i in range(self.n):
             pixel_mm = float(self.pixel_mm[i])
-            if pixel_mm > 1.5 * _TRABECULA_CELL_MM:
+            if pixel_mm > 0.6 * _TRABECULA_CELL_MM:
                 continue
-            k = max(1, math.ceil(pixel_mm / 0.4))
+            k = max(1, min(math.ceil(pixel_mm / 0.5), 1024 // self.size))
             fine_u, fine_v = _grid(k * self.size)
             fine_u, fine_v = self._pose(fine_u * float(self.fov[i]), fine_v * float(self.fov[i]),
                                         angle[i:i + 1], shift_u[i:i + 1], shift_v[i:i + 1])
