@@ -1,11 +1,13 @@
 """The anatomy family: seeded, in range, every region, tissues at their HU, and more than piecewise constant."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from scoreinv.config import PhantomDataConfig
-from scoreinv.datasets.anatomy import LABELS, REGIONS, anatomy_phantoms
+from scoreinv.datasets.anatomy import CLINICAL_FIELDS, DEFAULT_REGIONS, LABELS, REGIONS, _Canvas, anatomy_phantoms
 from scoreinv.datasets.generate import data_blocks
 from scoreinv.datasets.hounsfield import HU_WINDOW, TISSUE_HU, hu_to_unit, tissue_unit, unit_to_hu
 from scoreinv.datasets.phantoms import chest_phantoms, phantoms
@@ -59,7 +61,7 @@ def test_the_same_seed_draws_the_same_anatomy_at_any_size():
 def test_every_region_and_its_tissues(drawn):
     _, labels, _ = drawn
     present = [set(labels[i].unique().tolist()) for i in range(9)]
-    regions = [REGIONS[i % 3] for i in range(9)]
+    regions = [DEFAULT_REGIONS[i % 3] for i in range(9)]
     expected = {"head": {"grey_matter", "white_matter", "csf", "cortical_bone"},
                 "thorax": {"lung", "vessel", "cortical_bone", "cancellous_bone", "fat", "muscle"},
                 "abdomen": {"fat", "muscle", "cancellous_bone", "vessel"}}
@@ -129,3 +131,158 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="supersample"):
         anatomy_phantoms(2, 32, 0, supersample=3)
     assert anatomy_phantoms(0, 32, 0).shape == (0, 1, 32, 32)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# clinical-size options: field of view, detail, arms, neck and shoulder regions
+
+
+def test_defaults_draw_the_images_they_always_drew():
+    plain = anatomy_phantoms(3, 64, 0)
+    explicit = anatomy_phantoms(3, 64, 0, region=("head", "thorax", "abdomen"), field_of_view=1.0, detail=False,
+                                arms=0.0)
+    assert torch.equal(plain, explicit)
+    # values of the generator before these options existed (a changed random stream moves them by far more)
+    assert plain.double().sum().item() == pytest.approx(1700.04454, abs=1e-2)
+    assert plain[0, 0, 32, 32].item() == pytest.approx(0.339085, abs=1e-4)
+    assert plain[1, 0, 40, 20].item() == pytest.approx(0.100409, abs=1e-4)
+    assert DEFAULT_REGIONS == ("head", "thorax", "abdomen") and REGIONS[:3] == DEFAULT_REGIONS
+
+
+def test_new_regions_leave_the_other_regions_images_unchanged():
+    thorax = anatomy_phantoms(2, 48, 1, region="thorax")
+    for extra in ("neck", "shoulder"):
+        mixed = anatomy_phantoms(4, 48, 1, region=("thorax", extra))
+        assert torch.equal(mixed[0::2], thorax)
+        assert not torch.equal(mixed[1::2], thorax)
+
+
+def test_a_zoomed_field_is_the_centre_of_the_unzoomed_image():
+    # pixel centres of a 64² field of view 0.5 are those of the centre 64² of a 128² field of view 1
+    zoomed = anatomy_phantoms(3, 64, 5, field_of_view=0.5)
+    centre = anatomy_phantoms(3, 128, 5)[..., 32:96, 32:96]
+    unzoomed = anatomy_phantoms(3, 64, 5)
+    assert (zoomed - centre).abs().mean() < 0.01  # only the pixel-scale textures differ
+    assert (zoomed - unzoomed).abs().mean() > 0.1
+    # a wider field shows the head smaller: its area in pixels scales as 1 / field_of_view²
+    heads = [(anatomy_phantoms(2, 96, 3, region="head", field_of_view=f) > hu_to_unit(-500.0)).sum((1, 2, 3))
+             for f in (1.0, 2.0)]
+    assert torch.allclose(heads[1].double() / heads[0].double(), torch.full((2,), 0.25, dtype=torch.float64),
+                          rtol=0.05)
+
+
+def test_field_of_view_ranges_are_drawn_per_image_and_seeded():
+    first = anatomy_phantoms(4, 48, 2, region="head", field_of_view=(0.6, 1.4))
+    assert torch.equal(first, anatomy_phantoms(4, 48, 2, region="head", field_of_view=(0.6, 1.4)))
+    areas = (first > hu_to_unit(-500.0)).sum((1, 2, 3)).double()
+    assert areas.max() / areas.min() > 1.2  # different zooms (the heads themselves differ by less)
+    per_region = anatomy_phantoms(2, 48, 2, region=("head", "thorax"), field_of_view={"thorax": 0.5})
+    assert torch.equal(per_region[0], anatomy_phantoms(1, 48, 2, region="head")[0])
+    assert torch.equal(per_region[1:], anatomy_phantoms(2, 48, 2, region=("head", "thorax"), field_of_view=0.5)[1:])
+    assert set(CLINICAL_FIELDS) == set(REGIONS)
+
+
+def test_small_vessels_keep_their_partial_volume_at_any_field_of_view():
+    # the windowed renderer of many small capsules agrees with the whole-image one
+    for field_of_view in (1.0, (0.5, 1.3)):
+        canvas = _Canvas(3, 100, 4, torch.Generator().manual_seed(0), field_of_view)
+        generator = torch.Generator().manual_seed(1)
+        x0, y0 = torch.rand(3, 20, generator=generator) * 1.6 - 0.8, torch.rand(3, 20, generator=generator) * 1.6 - 0.8
+        x1 = x0 + 0.05 * torch.randn(3, 20, generator=generator)
+        y1 = y0 + 0.05 * torch.randn(3, 20, generator=generator)
+        radius = 0.02 * torch.rand(3, 20, generator=generator)
+        whole, windowed = canvas.segments(x0, y0, x1, y1, radius), canvas.stamps(x0, y0, x1, y1, radius)
+        assert (whole - windowed).abs().max() < 1e-4 and whole.sum() > 100
+    # a vessel's area in normalised units does not depend on the zoom: coverage sums scale as 1 / pixel²
+    x0, y0 = torch.full((1, 1), 0.1), torch.full((1, 1), -0.2)
+    areas = []
+    for field_of_view in (1.0, 0.5):
+        canvas = _Canvas(1, 128, 4, torch.Generator().manual_seed(0), field_of_view)
+        pixel_area = (2 * field_of_view / 128) ** 2
+        areas.append(float(canvas.stamps(x0, y0, x0 + 0.3, y0 + 0.1, torch.full((1, 1), 0.004)).sum()) * pixel_area)
+    assert areas[0] == pytest.approx(areas[1], rel=0.02)
+    assert areas[0] == pytest.approx(2 * 0.004 * (0.3**2 + 0.1**2) ** 0.5 + math.pi * 0.004**2, rel=0.05)
+
+
+def test_detail_adds_trabeculae_small_vessels_and_fat_planes_on_the_same_anatomy():
+    regions = ("thorax", "abdomen")
+    plain, labels = anatomy_phantoms(4, 256, 2, region=regions, field_of_view=0.6, return_labels=True)
+    detail, detail_labels = anatomy_phantoms(4, 256, 2, region=regions, field_of_view=0.6, detail=True,
+                                             return_labels=True)
+    small = anatomy_phantoms(2, 64, 2, region=regions, field_of_view=(0.6, 1.2), detail=True, arms=0.5)
+    assert torch.equal(small, anatomy_phantoms(2, 64, 2, region=regions, field_of_view=(0.6, 1.2), detail=True,
+                                               arms=0.5))
+    assert (detail - plain).abs().mean() < 0.01  # the same anatomy
+    plain_hu, detail_hu = unit_to_hu(plain), unit_to_hu(detail)
+    # trabecular web: the same mean and an in-range median, with a stronger texture than the plain mottle
+    bone = interior(labels, "cancellous_bone") & interior(detail_labels, "cancellous_bone")
+    for i in range(4):
+        web, mottle = detail_hu[i][bone[i]], plain_hu[i][bone[i]]
+        assert 150 <= web.median() <= 500 and web.std() > 1.25 * mottle.std(), (i, web.median(), web.std())
+    # small vessels and bronchi in the lungs (thorax images 0 and 2)
+    lung = interior(labels, "lung")
+    for i in (0, 2):
+        changed = (detail_hu[i][lung[i]] > plain_hu[i][lung[i]] + 100).float().mean()
+        assert changed > 0.02, changed
+    # fat planes: muscle of the wall that became fat-like
+    muscle = interior(labels, "muscle")
+    for i in range(4):
+        fatter = (detail_hu[i][muscle[i]] < plain_hu[i][muscle[i]] - 60).sum()
+        assert fatter > 20, (i, fatter)
+
+
+def test_arms_beside_the_trunk():
+    regions = ("thorax", "abdomen", "shoulder")
+    with_arms, labels = anatomy_phantoms(6, 128, 4, region=regions, field_of_view=1.4, arms=1.0, return_labels=True)
+    without, plain_labels = anatomy_phantoms(6, 128, 4, region=regions, field_of_view=1.4, return_labels=True)
+    marrow = LABELS.index("marrow")
+    assert all((labels[i] == marrow).any() for i in range(6))  # every arm has its long bones' fatty marrow
+    assert not (plain_labels == marrow).any()
+    # the arms lie beside the body: the tissue spans at least two arm widths (2 × 2 × 36 mm) more columns
+    def columns(x):
+        return (unit_to_hu(x) > -500).any(2).sum((1, 2))
+
+    pixel_mm = 1.4 * 400 / 128
+    assert (columns(with_arms) - columns(without) > 2 * 2 * 36 / pixel_mm - 4).all()
+    # HU of the new tissues: fatty marrow (inner pixels of the shaft, at 256²) and the arm's muscle
+    fine, fine_labels = anatomy_phantoms(2, 192, 4, region="thorax", field_of_view=1.3, arms=1.0, return_labels=True)
+    fine_hu = unit_to_hu(fine)
+    pure = interior(fine_labels, "marrow")
+    assert pure.sum() > 5 and -130 <= fine_hu[pure].median() <= 30
+    # the probability is honoured: about half the slices have arms; the others are exactly the armless slices
+    some = anatomy_phantoms(32, 32, 0, region="thorax", arms=0.5, field_of_view=1.4)
+    none = anatomy_phantoms(32, 32, 0, region="thorax", field_of_view=1.4)
+    count = sum(not torch.equal(some[i], none[i]) for i in range(32))
+    assert 8 <= count <= 24, count
+
+
+def test_neck_and_shoulder_tissues_at_their_hounsfield_units():
+    images, labels = anatomy_phantoms(8, 128, 2, region=("neck", "shoulder"), return_labels=True)
+    hu = unit_to_hu(images)
+    for i in range(8):
+        names = {LABELS[k] for k in labels[i].unique().tolist()}
+        expected = {"air", "cortical_bone", "cancellous_bone", "muscle", "fat", "vessel", "skin", "csf"}
+        assert expected <= names, (i, expected - names)
+        if i % 2 == 0:
+            assert "lung" not in names and "table" not in names  # the neck: no lung, no table
+        assert hu[i].max() > 900
+    thyroid = interior(labels, "thyroid")
+    medians = [hu[i][thyroid[i]].median().item() for i in range(8) if thyroid[i].sum() >= 10]
+    assert medians and all(60 <= m <= 240 for m in medians), medians  # +70…+130, enhanced up to +100 more
+    shoulder_lung = interior(labels, "lung")
+    lungs = [hu[i][shoulder_lung[i]].median().item() for i in range(1, 8, 2) if shoulder_lung[i].sum() >= 10]
+    assert lungs and all(-900 <= m <= -700 for m in lungs)
+    # the humeral heads: shoulders have far more cancellous bone than the neck
+    bone = (labels == LABELS.index("cancellous_bone")).sum((1, 2, 3))
+    assert (bone[1::2] > 2 * bone[0::2]).all()
+
+
+def test_bad_clinical_options():
+    for bad in (0.0, 5.0, (1.2, 0.8), "wide", (0.5, 1.0, 2.0), {"knee": 1.0}):
+        with pytest.raises(ValueError, match="field_of_view"):
+            anatomy_phantoms(1, 32, 0, field_of_view=bad)
+    for bad in (-0.1, 1.5, True):
+        with pytest.raises(ValueError, match="arms"):
+            anatomy_phantoms(1, 32, 0, arms=bad)
+    with pytest.raises(TypeError, match="detail"):
+        anatomy_phantoms(1, 32, 0, detail="yes")

@@ -56,6 +56,8 @@ TISSUE_HU: dict[str, tuple[float, float, float]] = {
     "liver": (60.0, 50.0, 70.0),
     "cancellous_bone": (300.0, 200.0, 500.0),  # trabecular bone with marrow, averaged over a voxel
     "cortical_bone": (1500.0, 1000.0, 1900.0),
+    "marrow": (-60.0, -110.0, 20.0),           # fatty (yellow) marrow of long-bone shafts
+    "thyroid": (100.0, 70.0, 130.0),           # iodine-rich gland, unenhanced
 }
 """Reference Hounsfield units per tissue: ``name -> (typical, low, high)``."""
 
