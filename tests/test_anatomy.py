@@ -232,7 +232,7 @@ def test_detail_adds_trabeculae_small_vessels_and_fat_planes_on_the_same_anatomy
 
 
 def test_arms_beside_the_trunk():
-    regions = ("thorax", "abdomen", "shoulder")
+    regions = ("thorax", "abdomen")
     with_arms, labels = anatomy_phantoms(6, 128, 4, region=regions, field_of_view=1.4, arms=1.0, return_labels=True)
     without, plain_labels = anatomy_phantoms(6, 128, 4, region=regions, field_of_view=1.4, return_labels=True)
     marrow = LABELS.index("marrow")

@@ -536,8 +536,11 @@ def _wall_detail(c: _Canvas, body: dict[str, torch.Tensor], level: torch.Tensor,
     x0, y0 = _ellipse_points(c, body, theta, rho)
     direction = c.uniform(-math.pi, math.pi, k, side=True)
     length = c.uniform(0, 10, k, side=True) / mm * c.chance(0.5, k, side=True).float()
+    # as many per area as in an adult trunk's cavity (~47,000 mm²): fewer in the neck
+    area = math.pi * body["au"] * body["av"] * (1 - fat_t - muscle_t) ** 2 * mm**2
+    kept = c.uniform(0, 1, k, side=True) < (area / 47_000).clamp(max=1).view(-1, 1)
     dots = c.stamps(x0, y0, x0 + length * torch.cos(direction), y0 + length * torch.sin(direction),
-                    c.uniform(0.6, 2.5, k, side=True) / mm)
+                    c.uniform(0.6, 2.5, k, side=True) / mm * kept.float())
     c.paint(dots * body["cavity"], c.value(torch.where(c.enhanced, c.uniform(100, 250, side=True),
                                                        c.uniform(30, 50, side=True)), fine=5), "vessel")
 
@@ -851,7 +854,8 @@ def _abdomen(c: _Canvas) -> None:
     spleen = c.level(au * c.uniform(0.5, 0.62), cv - av * c.uniform(0.05, 0.3), au * c.uniform(0.1, 0.16),
                      av * c.uniform(0.25, 0.38), c.uniform(0.2, 0.7), wobble=0.08)
     spleen_hu = c.tissue("spleen") + enhanced * c.uniform(50, 90)
-    c.paint(c.cover(spleen) * cavity * c.chance(0.7).float().view(-1, 1, 1, 1), c.value(spleen_hu, low=4, fine=5, organ=4),
+    c.paint(c.cover(spleen) * cavity * c.chance(0.7).float().view(-1, 1, 1, 1),
+            c.value(spleen_hu, low=4, fine=5, organ=4),
             "spleen")
     # kidneys with their sinus fat, either side of the spine
     kidney_u = _SIDES * (scale * c.uniform(0.26, 0.34)).view(-1, 1)
@@ -933,7 +937,8 @@ def _arms(c: _Canvas, body: dict[str, torch.Tensor], table: tuple[torch.Tensor, 
     half_u, half_v = c.uniform(36, 52, 2, side=True) / mm, c.uniform(38, 55, 2, side=True) / mm
     gap = c.uniform(-4, 25, 2, side=True) / mm
     centre_u = _SIDES * (body["au"].view(-1, 1) + half_u + gap)
-    centre_v = (body["cv"] + body["av"] * c.uniform(-0.5, -0.1, side=True)).view(-1, 1) + c.uniform(-8, 8, 2, side=True) / mm
+    centre_v = ((body["cv"] + body["av"] * c.uniform(-0.5, -0.1, side=True)).view(-1, 1)
+                + c.uniform(-8, 8, 2, side=True) / mm)
     # resting on the table (or a pad on it): not below its curved top surface
     top, curve = table
     floor = top.view(-1, 1) + curve.view(-1, 1) * centre_u ** 2 + half_v + c.uniform(0, 15, 2, side=True) / mm
@@ -1032,11 +1037,23 @@ def _shoulder(c: _Canvas) -> None:
                                  _SIDES * au.view(-1, 1) * c.uniform(0.25, 0.4, 2)], 1),
                       torch.cat([(cv + av * c.uniform(-0.1, 0.1)).view(-1, 1).expand(c.n, 2),
                                  (cv - av * c.uniform(0.5, 0.65)).view(-1, 1).expand(c.n, 2)], 1),
-                      torch.cat([au.view(-1, 1) * c.uniform(0.22, 0.28, 2), au.view(-1, 1) * c.uniform(0.3, 0.4, 2)], 1),
-                      torch.cat([av.view(-1, 1) * c.uniform(0.6, 0.8, 2), av.view(-1, 1) * c.uniform(0.25, 0.35, 2)], 1),
+                      torch.cat([au.view(-1, 1) * c.uniform(0.22, 0.28, 2),
+                                 au.view(-1, 1) * c.uniform(0.3, 0.4, 2)], 1),
+                      torch.cat([av.view(-1, 1) * c.uniform(0.6, 0.8, 2),
+                                 av.view(-1, 1) * c.uniform(0.25, 0.35, 2)], 1),
                       c.uniform(-0.3, 0.3, 4), wobble=0.08)
     under_fat = c.cover(body["level"], 1 - body["fat_t"])
     c.paint(c.cover(muscles) * under_fat, c.value(c.tissue("muscle"), low=4, fine=6, field=2), "muscle")
+    # pectoral muscles in front, subscapularis and serratus along the chest wall behind (axillary fat between)
+    girdle = c.level(torch.cat([_SIDES * au.view(-1, 1) * c.uniform(0.35, 0.5, 2),
+                                _SIDES * au.view(-1, 1) * c.uniform(0.45, 0.6, 2)], 1),
+                     torch.cat([(cv + av * c.uniform(0.45, 0.6)).view(-1, 1).expand(c.n, 2),
+                                (cv - av * c.uniform(0.2, 0.4)).view(-1, 1).expand(c.n, 2)], 1),
+                     torch.cat([au.view(-1, 1) * c.uniform(0.2, 0.28, 2), au.view(-1, 1) * c.uniform(0.14, 0.2, 2)], 1),
+                     torch.cat([av.view(-1, 1) * c.uniform(0.15, 0.22, 2), av.view(-1, 1) * c.uniform(0.3, 0.45, 2)],
+                               1),
+                     torch.cat([_SIDES * c.uniform(0.1, 0.4, 2), _SIDES * c.uniform(-0.6, 0.0, 2)], 1), wobble=0.08)
+    c.paint(c.cover(girdle) * under_fat, c.value(c.tissue("muscle"), low=4, fine=6, field=2, organ=4), "muscle")
     # lung apices behind and beside the trachea, in two slices of three
     apex = c.level(_SIDES * au.view(-1, 1) * c.uniform(0.22, 0.3, 2), (cv - av * c.uniform(0.0, 0.2)).view(-1, 1),
                    au.view(-1, 1) * c.uniform(0.1, 0.16, 2), av.view(-1, 1) * c.uniform(0.25, 0.4, 2),
@@ -1054,7 +1071,8 @@ def _shoulder(c: _Canvas) -> None:
                       _SIDES * c.uniform(0.3, 0.6, 2), wobble=0.06)
     c.bone(scapula, 0.6)
     clavicle = c.level(_SIDES * au.view(-1, 1) * c.uniform(0.3, 0.55, 2), (cv + av * c.uniform(0.45, 0.65)).view(-1, 1),
-                       c.uniform(12, 25, 2) / mm, c.uniform(6, 8, 2) / mm, _SIDES * c.uniform(-0.5, 0.0, 2), wobble=0.05)
+                       c.uniform(12, 25, 2) / mm, c.uniform(6, 8, 2) / mm, _SIDES * c.uniform(-0.5, 0.0, 2),
+                       wobble=0.05)
     c.bone(clavicle, 0.35)
     # spine, first ribs, airway, oesophagus, great vessels and sometimes the lower thyroid poles
     spine = dict(body, spine_v=cv - av * c.uniform(0.3, 0.4))
@@ -1068,9 +1086,7 @@ def _shoulder(c: _Canvas) -> None:
     c.paint(c.cover(thyroid) * c.chance(0.4).float().view(-1, 1, 1, 1), c.value(thyroid_hu, fine=6), "thyroid")
     _airway(c, mm, trachea_u, trachea_v, (8, 11))
     _neck_vessels(c, mm, trachea_u, trachea_v, (20, 30))
-    table = _table(c, body)
-    if c.arms > 0:
-        _arms(c, body, table, forearm=False)
+    _table(c, body)  # no arms beside it: at this level the humeral heads are the arms
 
 
 _REGION_DRAW = {"head": _head, "thorax": _thorax, "abdomen": _abdomen, "neck": _neck, "shoulder": _shoulder}
@@ -1155,7 +1171,7 @@ def anatomy_phantoms(
         the wall and fibrous septa in the subcutaneous fat, a thin vertebral cortex, a curved
         table. Default False (the images as they have always been drawn).
     arms : float, optional
-        The probability that the arms lie beside the trunk in a thorax, abdomen or shoulder
+        The probability that the arms lie beside the trunk in a thorax or abdomen
         slice (upper arm with the humeral shaft, or forearm and elbow below the ribs);
         otherwise they are raised out of the slice. Default 0.
 
