@@ -43,6 +43,7 @@ here is called.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -376,6 +377,9 @@ def _read_file(path: Path, pydicom: Any, allow_secondary_capture: bool = False) 
     library warnings silenced: a damaged value gives a reason or a default, never a warning
     printed later.
     """
+    library_log = logging.getLogger("pydicom")  # pydicom logs what it warns: quiet for this file too
+    level = library_log.level
+    library_log.setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -387,6 +391,8 @@ def _read_file(path: Path, pydicom: Any, allow_secondary_capture: bool = False) 
         except Exception as error:  # a header pydicom parsed but whose values do not hold together
             first = str(error).splitlines()[0] if str(error) else ""
             return [], f"unreadable DICOM ({type(error).__name__}: {first})"
+        finally:
+            library_log.setLevel(level)
 
 
 def _read_quietly(path: Path, pydicom: Any, allow_secondary_capture: bool) -> list[DicomSlice]:
@@ -425,7 +431,7 @@ def _read_quietly(path: Path, pydicom: Any, allow_secondary_capture: bool) -> li
         raise _Refused(f"a localizer (scout), not a slice: ImageType {shown}")
     if "PixelData" not in ds:
         if sop_class in CT_SOP_CLASSES or "Rows" in ds:
-            raise _Refused("truncated: a CT image object without its pixel data")
+            raise _Refused("truncated or header only: a CT image object without its pixel data")
         raise _Refused("not an image (no pixel data)")
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
@@ -684,6 +690,8 @@ def _check_room(out_path: Path, count: int, size: int) -> None:
     """Refuse a file that the output's disk cannot hold (float32 images, before writing anything)."""
     needed = count * size * size * 4
     folder = out_path.parent if out_path.parent.exists() else Path(".")
+    if folder.is_dir() and not os.access(folder, os.W_OK):
+        raise PermissionError(f"cannot write {out_path}: Permission denied (in the folder {folder})")
     free = shutil.disk_usage(folder).free
     if needed > free:
         raise ValueError(f"{count} slices of {size}² need {needed / 2**30:.1f} GiB, but {folder} has "

@@ -368,10 +368,10 @@ def command_data_dicom(args: argparse.Namespace) -> None:
 
     from scoreinv.datasets.dicom import dicom_to_h5
 
-    if args.out.suffix.lower() not in (".h5", ".hdf5"):
-        raise UserError(f"the output {args.out} must be an .h5 file")
     if args.out.exists() and any(args.out.resolve() == Path(p).resolve() for p in args.paths):
         raise UserError(f"the output {args.out} is one of the inputs: choose another output")
+    if args.out.suffix.lower() not in (".h5", ".hdf5"):
+        raise UserError(f"the output {args.out} must be an .h5 file")
     _check_output(args.out, args.overwrite)
     window = tuple(args.window) if args.window is not None else None
     started = time.perf_counter()
