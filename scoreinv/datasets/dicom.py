@@ -358,15 +358,21 @@ def _missing_decoder(ds: Any) -> str | None:
             f'pip install "scoreinv[dicom]"{packages}' + (f" [pydicom: {missing}]" if missing else ""))
 
 
+def _text(value: Any) -> str:
+    """An attribute as text: DICOM pads with NUL and spaces, and a damaged value may hold NULs (which HDF5
+    text cannot): both go."""
+    return "" if value is None else str(value).replace("\x00", "").strip()
+
+
 def _text_attributes(ds: Any) -> dict[str, str]:
     found = {}
     for keyword in PATIENT_STUDY_KEYWORDS:
         try:
-            value = ds.get(keyword)
+            value = _text(ds.get(keyword))
         except Exception:  # a damaged value: leave it out
             continue
-        if value is not None and str(value).strip():
-            found[keyword] = str(value)
+        if value:
+            found[keyword] = value
     return found
 
 
@@ -454,8 +460,8 @@ def _read_quietly(path: Path, pydicom: Any, allow_secondary_capture: bool) -> li
         raise _Refused(f"not a single-channel image (pixel array of shape {pixels.shape})")
     if stack.shape[1] < 1 or stack.shape[2] < 1:
         raise _Refused(f"an empty image (pixel array of shape {pixels.shape})")
-    sop_uid = str(ds.get("SOPInstanceUID", "") or "")
-    series_uid = str(ds.get("SeriesInstanceUID", "") or "")
+    sop_uid = _text(ds.get("SOPInstanceUID"))
+    series_uid = _text(ds.get("SeriesInstanceUID"))
     instance = ds.get("InstanceNumber")
     instance = int(_number(instance, 0)) if instance is not None and str(instance).strip() else None
     lossy = str(ds.get("LossyImageCompression", "") or "").strip() == "01"
