@@ -230,11 +230,14 @@ def derived_ct_series(hu: Sequence[np.ndarray], geometry: Sequence[SliceGeometry
         # the image: derived from its source slice
         ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
         ds.DerivationDescription = derivation[:1024]
-        reference = Dataset()
-        reference.ReferencedSOPClassUID = _valid("SOPClassUID", source.get("SOPClassUID", "")) or CT_IMAGE_STORAGE
-        reference.ReferencedSOPInstanceUID = where.source_sop_instance_uid
+        references = []
         referenced = _valid("ReferencedSOPInstanceUID", where.source_sop_instance_uid)
-        ds.SourceImageSequence = DicomSequence([reference] if referenced else [])
+        if referenced:  # a source whose SOP Instance UID is damaged cannot be referenced
+            reference = Dataset()
+            reference.ReferencedSOPClassUID = _valid("SOPClassUID", source.get("SOPClassUID", "")) or CT_IMAGE_STORAGE
+            reference.ReferencedSOPInstanceUID = referenced
+            references.append(reference)
+        ds.SourceImageSequence = DicomSequence(references)
         ds.InstanceNumber = index
         ds.AcquisitionNumber = _valid("AcquisitionNumber", source.get("AcquisitionNumber", ""))
         ds.ContentDate, ds.ContentTime = date, time
