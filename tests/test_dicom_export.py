@@ -213,3 +213,23 @@ def test_batch_results_keep_the_slice_metadata_and_export_as_a_derived_series(st
     for k, item in enumerate(again.slices):  # re-imported in position order, as the result is
         expected = np.clip(recon[k, 0], 0, 1) * 3000 - 1000
         assert np.abs(item.hu - expected).max() <= 0.5 + 1e-3
+
+
+@pytest.mark.parametrize("size", [256, 512])
+def test_clinical_sizes_export_and_reimport_with_their_geometry(size, tmp_path):
+    """A 16² series imported at a clinical size: the export's pixel spacing shrinks by 16 / size."""
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for name in SERIES:
+        shutil.copy(shipped(name), folder / name)
+    imported = tmp_path / "ct.h5"
+    dicom_to_h5(folder, imported, size=size)
+    export_h5(imported, tmp_path / "dicom", "dicom")
+    export_h5(imported, tmp_path / "nifti", "nifti")
+    again = read_dicom_ct(tmp_path / "dicom")
+    source = pydicom.dcmread(folder / SERIES[0])
+    assert len(again.slices) == 5 and all(s.original_size == (size, size) for s in again.slices)
+    np.testing.assert_allclose(again.slices[0].pixel_spacing, [float(v) * 16 / size for v in source.PixelSpacing])
+    assert again.slices[0].slice_spacing == pytest.approx(2.5)
+    (volume,) = (tmp_path / "nifti").glob("*.nii.gz")
+    assert nibabel.load(volume).shape == (size, size, 5)

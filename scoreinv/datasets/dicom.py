@@ -430,7 +430,8 @@ def _read_quietly(path: Path, pydicom: Any, allow_secondary_capture: bool) -> li
         what = "no SOP class"
     if not is_ct:
         raise _Refused(f"not CT (Modality {modality or 'absent'}, {what})")
-    image_type = [str(value).strip().upper() for value in (ds.get("ImageType") or [])]
+    image_type = ds.get("ImageType") or []
+    image_type = [str(value).strip().upper() for value in ([image_type] if isinstance(image_type, str) else image_type)]
     localizer = [value for value in image_type if value in LOCALIZER_TYPES]
     if localizer:
         shown = "\\".join(image_type)
