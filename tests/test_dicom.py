@@ -418,7 +418,7 @@ def test_size_is_bounded(size, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_series_of_mixed_sizes_is_refused(tmp_path):
+def test_a_series_of_mixed_sizes_is_refused(tmp_path, capsys):
     folder = tmp_path / "mixed"
     folder.mkdir()
     shutil.copy(shipped("CT_small.dcm"), folder / "a.dcm")
@@ -428,6 +428,12 @@ def test_a_series_of_mixed_sizes_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"mixes slice sizes: 128×128 \(.*a\.dcm\), 512×512 \(.*b\.dcm\)"):
         dicom_to_h5(folder, tmp_path / "o.h5")
     assert not (tmp_path / "o.h5").exists()
+    from scoreinv.app.cli import main
+
+    assert main(["data", "dicom", str(folder), str(tmp_path / "o.h5")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("scoreinv: error: series ") and "mixes slice sizes" in error and "\n" not in error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mixed"]
 
 
 # --- rescale values, damaged values, outputs ----------------------------------------------------------------
