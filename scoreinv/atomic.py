@@ -41,6 +41,23 @@ def publish_atomically(temporary: str | os.PathLike, target: str | os.PathLike) 
     fsync_folder(Path(target).parent)
 
 
+def temporary_beside(path: str | os.PathLike) -> Path:
+    """A new empty temporary file in ``path``'s folder (created if need be), hidden, named after ``path``.
+
+    A folder that cannot be written raises the ``OSError`` with a message that names ``path``,
+    the file the user asked for, not the hidden temporary name.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise type(error)(f"cannot write {path}: {reason} (in the folder {path.parent})") from None
+    os.close(fd)
+    return Path(name)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path in ``path``'s folder, published as ``path`` when the block succeeds.
@@ -50,10 +67,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path} is a folder; give a file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    temporary = Path(name)
+    temporary = temporary_beside(path)
     try:
         yield temporary
         publish_atomically(temporary, path)

@@ -163,3 +163,19 @@ def prior_kind(request) -> str:
     """One kind of the shared prior registry (build it with ``make_prior(kind, item_shape)``); the
     default suite runs the VE Gaussian, the slow suite the others."""
     return request.param
+
+
+# --- hypothesis profiles: seconds by default, a deeper search with HYPOTHESIS_PROFILE=deep --------------------
+try:
+    import os as _os
+
+    from hypothesis import HealthCheck as _HealthCheck
+    from hypothesis import settings as _settings
+except ImportError:  # hypothesis is in the test extra; without it the property tests skip themselves
+    pass
+else:
+    _settings.register_profile("default", max_examples=25, deadline=None,
+                               suppress_health_check=[_HealthCheck.function_scoped_fixture])
+    _settings.register_profile("deep", max_examples=400, deadline=None,
+                               suppress_health_check=[_HealthCheck.function_scoped_fixture, _HealthCheck.too_slow])
+    _settings.load_profile(_os.environ.get("HYPOTHESIS_PROFILE", "default"))

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ import torch
 from torch.utils.data import Dataset
 
 from scoreinv._version import __version__
-from scoreinv.atomic import publish_atomically
+from scoreinv.atomic import publish_atomically, temporary_beside
 
 FORMAT = "scoreinv-data"
 FORMAT_VERSION = 1
@@ -134,10 +133,7 @@ class H5Writer:
         self.created_by = created_by or "scoreinv.datasets.H5Writer"
         self.chunk_rows = int(chunk_rows)
         self.compression = compression
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        os.close(fd)
-        self._tmp = Path(name)
+        self._tmp = temporary_beside(self.path)
         try:
             self._file: h5py.File | None = h5py.File(self._tmp, "w")
         except BaseException:
@@ -155,6 +151,17 @@ class H5Writer:
         array = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
         self._file.create_dataset(name, data=array.astype(dtype))
         self._fixed.add(name)
+
+    def copy_slice_metadata(self, source: h5py.File) -> list[str]:
+        """Copy the per-slice DICOM metadata of an open source file (an imported file or one made
+        from it), as :func:`scoreinv.datasets.dicom.copy_slice_metadata`; returns the names copied."""
+        from scoreinv.datasets.dicom import copy_slice_metadata
+
+        if self._file is None:
+            raise ValueError(f"the writer for {self.path} is closed")
+        copied = copy_slice_metadata(source, self._file)
+        self._fixed.update(copied)
+        return copied
 
     def __len__(self) -> int:
         """Items written so far (of the longest data set)."""

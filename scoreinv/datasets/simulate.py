@@ -150,6 +150,7 @@ def simulate_h5(
         attributes = {"operator": json.dumps(operator_config, sort_keys=True), "simulate_seed": int(seed)}
         with H5Writer(out_path, made, created_by="scoreinv.datasets.simulate_h5", overwrite=overwrite,
                       attributes=attributes) as writer:
+            writer.copy_slice_metadata(source)  # an imported DICOM series keeps its metadata for the export
             if isinstance(operator, MaskOp) and "mask_dataset" in operator_config:
                 writer.put(MASK_DATASET, operator.mask.cpu(), dtype="uint8")
             with torch.no_grad(), tqdm(total=n, desc="simulate", unit="item", disable=not progress) as bar:

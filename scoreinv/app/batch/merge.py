@@ -14,6 +14,7 @@ import numpy as np
 from scoreinv._version import __version__
 from scoreinv.app.batch.workfolder import FORMAT, FORMAT_VERSION, part_items
 from scoreinv.atomic import atomic_path
+from scoreinv.datasets.dicom import copy_slice_metadata
 
 if TYPE_CHECKING:
     from scoreinv.app.batch.runner import BatchInput
@@ -105,6 +106,8 @@ def merge_parts(folder: Path, out_path: Path, job: BatchInput, config: dict[str,
                     out[key][where] = np.asarray(handle[key])
                 out["failure_reason"][where] = np.asarray(handle["failure_reason"], dtype=object)
                 out["done"][where] = np.ones(items.size, dtype=np.uint8)
+        with h5py.File(job.path, "r") as source:  # an imported DICOM series keeps its metadata for the export
+            copy_slice_metadata(source, out)
         attributes = out.attrs
         attributes["format"] = FORMAT
         attributes["format_version"] = FORMAT_VERSION

@@ -381,6 +381,8 @@ def command_data_dicom(args: argparse.Namespace) -> None:
 
     from scoreinv.datasets.dicom import dicom_to_h5
 
+    if args.out.exists() and any(args.out.resolve() == Path(p).resolve() for p in args.paths):
+        raise UserError(f"the output {args.out} is one of the inputs: choose another output")
     if args.out.suffix.lower() not in (".h5", ".hdf5"):
         raise UserError(f"the output {args.out} must be an .h5 file")
     _check_output(args.out, args.overwrite)
@@ -388,12 +390,25 @@ def command_data_dicom(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     try:
         result = dicom_to_h5(args.paths, args.out, size=args.size, window=window, square=args.square,
-                             overwrite=args.overwrite, created_by="scoreinv data dicom")
+                             overwrite=args.overwrite, series=args.series,
+                             allow_secondary_capture=args.allow_secondary_capture, created_by="scoreinv data dicom")
     except ImportError as error:  # pydicom is an optional dependency
         raise UserError(str(error)) from None
     for name, reason in result.skipped:
         print(f"skipped {name}: {reason}", file=sys.stderr)
     print(f"{result.summary()} ({time.perf_counter() - started:.1f} s)")
+
+
+def command_data_export(args: argparse.Namespace) -> None:
+    from scoreinv.app.export import export_h5
+
+    try:
+        result = export_h5(args.input, args.out, args.format, overwrite=args.overwrite)
+    except ImportError as error:  # pydicom / nibabel are optional dependencies
+        raise UserError(str(error)) from None
+    for item, reason in result.skipped:
+        print(f"skipped item {item}: {reason}", file=sys.stderr)
+    print(result.summary())
 
 
 def command_data_simulate(args: argparse.Namespace) -> None:
@@ -428,4 +443,5 @@ COMMANDS = {
     "data_colour": command_data_colour,
     "data_dicom": command_data_dicom,
     "data_simulate": command_data_simulate,
+    "data_export": command_data_export,
 }

@@ -10,6 +10,7 @@ from the field), and :func:`settings_flags` reads them back by the same fields.
 from __future__ import annotations
 
 import argparse
+import re
 import types
 import typing
 from pathlib import Path
@@ -136,6 +137,20 @@ def add_operator_options(parser: argparse.ArgumentParser, what: str = "forward o
     setting(parser, "--noise-std", OperatorConfig, "noise_std", type=float)
     setting(parser, "--fraction", OperatorConfig, "fraction", type=float)
     setting(parser, "--mask-seed", OperatorConfig, "mask_seed", type=int)
+
+
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?|inf|infinity|nan)$", re.IGNORECASE)
+"""What a command whose values may be negative takes as a number rather than an option."""
+
+
+def _size(text: str) -> int | str:
+    """``--size``: an integer, or ``native``."""
+    if text.strip().lower() == "native":
+        return "native"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'native', got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -272,15 +287,33 @@ def build_parser() -> argparse.ArgumentParser:
     colour.set_defaults(handler="data_colour")
     dicom = data_kinds.add_parser("dicom", help="CT slices of DICOM files and folders, in a HU window (N, 1, S, S)",
                                   formatter_class=defaults)
+    # "-inf" and "-1e3" are values of --window, not options (argparse only takes "-1" and "-.5" as numbers)
+    dicom._negative_number_matcher = NEGATIVE_NUMBER
     dicom.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="DICOM files and folders (read recursively)")
     dicom.add_argument("out", type=Path, metavar="OUT.h5", help="the HDF5 file to write")
-    dicom.add_argument("--size", type=int, default=64, help="height = width of the resized slices, pixels")
+    dicom.add_argument("--size", type=_size, default=64, metavar="N|native",
+                       help="height = width of the resized slices, 16 to 4096 pixels, or 'native' to keep the "
+                       "slices' own size")
     dicom.add_argument("--window", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
                        help="the HU mapped to 0 and 1 (default: the package's CT window, -1000 2000)")
     dicom.add_argument("--square", choices=["pad", "crop"], default="pad",
                        help="make non-square slices square by padding with air or by a centred crop")
+    dicom.add_argument("--series", action="append", metavar="UID", default=None,
+                       help="import only this SeriesInstanceUID (repeat for several; default: every series)")
+    dicom.add_argument("--allow-secondary-capture", action="store_true",
+                       help="import secondary-capture images with Modality CT too (their values need not be HU)")
     dicom.add_argument("--overwrite", action="store_true", help="replace an existing file")
     dicom.set_defaults(handler="data_dicom")
+    export = data_kinds.add_parser("export", help="reconstructions or images of an .h5 file as DICOM, NIfTI or PNG",
+                                   formatter_class=defaults)
+    export.add_argument("input", type=Path, metavar="FILE.h5",
+                        help="a batch result (its reconstructions) or a data file (its images)")
+    export.add_argument("out", type=Path, metavar="OUT", help="the folder to write (one series per source series)")
+    export.add_argument("--format", choices=["dicom", "nifti", "png"], required=True,
+                        help="dicom: a derived CT series per source series; nifti: a volume per series; png: a "
+                        "montage per series")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    export.set_defaults(handler="data_export")
     simulate = data_kinds.add_parser("simulate", help="measure the images of an .h5 file with an operator",
                                      formatter_class=defaults)
     simulate.add_argument("input", type=Path, metavar="IN.h5", help="images (data phantoms / data colour)")
