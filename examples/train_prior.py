@@ -12,8 +12,10 @@ Training data, generated up front from seed 1000 (held-out evaluation elsewhere 
 seeds ≥ 10⁶, which the pool never saw):
 
 * ``ct-patch``: a patch prior (64² patches with their position, any image size from 64² to
-  512²), trained on random patches of procedural head / thorax / abdomen slices generated at
-  512² and area-averaged to 64², 128², 256² or 512² (:class:`scoreinv.training` draws them);
+  512²), trained on random patches of procedural slices generated at 512² (two thirds head /
+  thorax / abdomen as drawn by default, one third all five regions at clinical fields of view
+  with sub-millimetre detail and arms, seed 2000) and area-averaged to 64², 128², 256² or 512²
+  (:mod:`scoreinv.training` draws them);
 * ``ct-anatomy``: half procedural head / thorax / abdomen slices at their HU
   (:func:`scoreinv.datasets.anatomy_phantoms`), a quarter chest-like phantoms, a quarter random
   ellipses;
@@ -39,10 +41,12 @@ import torch
 from scoreinv.checkpoint import export_model, trainable_copy
 from scoreinv.config import ModelConfig, PatchConfig, SDEConfig, TrainingConfig, UNetConfig
 from scoreinv.datasets import colour_crops, phantoms
+from scoreinv.datasets.anatomy import CLINICAL_FIELDS, REGIONS, anatomy_phantoms
 from scoreinv.models import ScoreModel
 from scoreinv.training import edm_training_options, train
 
 TRAINING_SEED = 1000
+CLINICAL_SEED = 2000
 
 
 def model_config(size: int, channels: int = 1, recipe: str = "std", sigma_data: float = 0.5) -> ModelConfig:
@@ -77,9 +81,16 @@ def training_pool(prior: str, n: int, size: int, cache: Path | None = None) -> t
     if cache is not None and cache.exists():
         return torch.load(cache, weights_only=True)
     if prior == "ct-patch":
-        # float16 halves the pool's memory (512² slices: 0.5 MB each); patches are cut in float32
-        pool = torch.cat([phantoms("anatomy", min(64, n - start), size, seed=TRAINING_SEED + start).half()
-                          for start in range(0, n, 64)])
+        # float16 halves the pool's memory (512² slices: 0.5 MB each); patches are cut in float32.
+        # Two thirds head / thorax / abdomen slices as anatomy_phantoms draws them by default, one third
+        # all five regions at clinical fields of view, with the sub-millimetre detail and arms.
+        plain = n - n // 3
+        pool = torch.cat(
+            [phantoms("anatomy", min(64, plain - start), size, seed=TRAINING_SEED + start).half()
+             for start in range(0, plain, 64)]
+            + [anatomy_phantoms(min(16, n - plain - start), size, CLINICAL_SEED + start, region=list(REGIONS),
+                                field_of_view=CLINICAL_FIELDS, detail=True, arms=0.5).half()
+               for start in range(0, n - plain, 16)])
     else:
         pool = _pool(prior, n, size)
     if cache is not None:
@@ -105,7 +116,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--size", type=int, default=None, help="training image size (default 512 for ct-patch, else 64)")
     parser.add_argument("--pool", type=int, default=None,
-                        help="training images generated up front (default 640 for ct-patch, else 6000)")
+                        help="training images generated up front (default 720 for ct-patch, else 6000)")
     parser.add_argument("--pool-cache", type=Path, help="keep the generated pool in this file and reuse it")
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -122,7 +133,7 @@ def main() -> None:
 
     patch = args.prior == "ct-patch"
     size = args.size or (512 if patch else 64)
-    count = args.pool or (640 if patch else 6000)
+    count = args.pool or (720 if patch else 6000)
     started = time.perf_counter()
     pool = training_pool(args.prior, count, size, args.pool_cache)
     print(f"generated {len(pool)} training images of {size}² in {time.perf_counter() - started:.0f} s")
