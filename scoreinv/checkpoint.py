@@ -40,6 +40,7 @@ from torch import nn
 from scoreinv._version import __version__
 from scoreinv.atomic import fsync_folder
 from scoreinv.config import ModelConfig, TrainingConfig
+from scoreinv.devices import check_device
 from scoreinv.models import EMA, ScoreModel
 
 FORMAT = "scoreinv-checkpoint"
@@ -336,6 +337,7 @@ def load_model(
     """
     if weights not in ("ema", "raw"):
         raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
+    device = check_device(device)  # before reading the file
     path = resolve_checkpoint(path_or_name)
     content = read_checkpoint(path)
     if weights == "ema":
