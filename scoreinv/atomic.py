@@ -41,6 +41,21 @@ def publish_atomically(temporary: str | os.PathLike, target: str | os.PathLike) 
     fsync_folder(Path(target).parent)
 
 
+def make_temporary(path: str | os.PathLike) -> tuple[int, Path]:
+    """An open, empty temporary file next to ``path`` (its folder made if needed): (descriptor, name).
+
+    A folder that cannot be written raises the OSError naming ``path``: the temporary name is
+    not one the user ever gave.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise type(error)(error.errno, f"cannot write {path}: {error.strerror}") from None
+    return fd, Path(name)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path in ``path``'s folder, published as ``path`` when the block succeeds.
@@ -50,13 +65,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path} is a folder; give a file name")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as error:  # the error would name the hidden temporary file, which the user never asked for
-        raise type(error)(error.errno, f"cannot write {path}: {error.strerror}") from None
+    fd, temporary = make_temporary(path)
     os.close(fd)
-    temporary = Path(name)
     try:
         yield temporary
         publish_atomically(temporary, path)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ import torch
 from torch.utils.data import Dataset
 
 from scoreinv._version import __version__
-from scoreinv.atomic import publish_atomically
+from scoreinv.atomic import make_temporary, publish_atomically
 
 FORMAT = "scoreinv-data"
 FORMAT_VERSION = 1
@@ -134,10 +133,8 @@ class H5Writer:
         self.created_by = created_by or "scoreinv.datasets.H5Writer"
         self.chunk_rows = int(chunk_rows)
         self.compression = compression
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        fd, self._tmp = make_temporary(self.path)
         os.close(fd)
-        self._tmp = Path(name)
         try:
             self._file: h5py.File | None = h5py.File(self._tmp, "w")
         except BaseException:
