@@ -315,7 +315,11 @@ def posterior(
     num_samples = resolved.num_samples
 
     device = torch.device(device) if device is not None else prior_device(model)
+    peak = float(batch.double().abs().max())
     batch = batch.to(device=device, dtype=torch.float32)  # the models' and operators' working type
+    if not torch.isfinite(batch).all():
+        raise ValueError(f"the measurement holds values beyond the float32 range the models compute in "
+                         f"(largest |y| = {peak:.3g})")
     items = batch.shape[0]
     repeated = batch.repeat_interleave(num_samples, dim=0)
     generator: torch.Generator | ItemGenerators
@@ -332,8 +336,17 @@ def posterior(
             [item_seed(resolved.seed, i, s) for i in ids for s in range(num_samples)], device=device)
 
     start = time.perf_counter()
-    result = conditional_sample(model, model.sde, operator, repeated, resolved, generator=generator,
-                                progress=progress)
+    try:
+        result = conditional_sample(model, model.sde, operator, repeated, resolved, generator=generator,
+                                    progress=progress)
+    except ValueError as error:
+        # The inputs were checked above: NaN or inf inside the sampler means it diverged, which a
+        # measurement far outside what the operator produces from the prior's images does (found
+        # by the property tests at |y| ~ 1e18); the operator's own message would name an internal tensor.
+        if "contains NaN or inf" not in str(error):
+            raise
+        raise ValueError(f"the reconstruction diverged (NaN or inf inside the sampler) on a measurement whose "
+                         f"largest |y| is {peak:.3g}: is it in the units the operator produces?") from error
     samples = result.samples.reshape(items, num_samples, *operator.in_shape)
     mean = samples.mean(dim=1)
     std = samples.std(dim=1) if num_samples > 1 else torch.zeros_like(mean)

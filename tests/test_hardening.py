@@ -251,3 +251,26 @@ def test_an_unwritable_output_is_named_not_its_temporary_file(files, tmp_path, c
     out = blocked / "out.h5"  # its folder cannot be made: the batch work folder's error names the output
     assert main(["batch", str(files["data"]), str(out), "--model", str(files["checkpoint"]), *STEPS]) == 2
     assert f"cannot write the output {out}" in one_error_line(capsys)
+
+
+def test_an_item_that_diverges_fails_alone_and_the_api_says_why(files, tmp_path):
+    """A finite measurement far outside the operator's range (found by the property tests) makes
+    the sampler diverge: the API says so, a batch records that item as failed and keeps the
+    others bit for bit."""
+    noise_free = data_file(tmp_path, n=5, operator=RadonOp(4, image_size=16), name="noise-free.h5")
+    huge = copy_with(noise_free, tmp_path / "huge.h5", lambda handle: handle["measurements"].__setitem__(2, 1e18))
+    with h5py.File(huge) as handle:
+        y = np.asarray(handle["measurements"][2])
+    prior = load_model(files["checkpoint"])
+    with pytest.raises(ValueError, match=r"the reconstruction diverged .* largest \|y\| is 1e\+18"):
+        reconstruct(y, RadonOp(4), prior, steps=5, progress=False)
+    with pytest.raises(ValueError, match=r"beyond the float32 range .*largest \|y\| = 1e\+300"):
+        reconstruct(np.full(y.shape, 1e300), RadonOp(4), prior, steps=5, progress=False)
+    out, clean = tmp_path / "out.h5", tmp_path / "clean.h5"
+    decomposed = SETTINGS.model_copy(update={"method": "decomposed"})
+    summary = reconstruct_h5(huge, out, files["checkpoint"], decomposed, batch_size=5, progress=False)
+    reconstruct_h5(noise_free, clean, files["checkpoint"], decomposed, batch_size=5, progress=False)
+    assert [item for item, _ in summary.failed_items] == [2] and "diverged" in summary.failed_items[0][1]
+    result, reference = read(out), read(clean)
+    ok = [0, 1, 3, 4]
+    assert np.array_equal(result["reconstructions"][ok], reference["reconstructions"][ok])

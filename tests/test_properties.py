@@ -95,8 +95,8 @@ def test_reconstruct_gives_a_finite_image_or_a_clean_error(case):
         if dtype.kind == "f" and shape in VALID_SHAPES and shape[0] != 0 and not np.isfinite(values).all():
             assert "NaN or inf" in result
         return
-    if isinstance(result, str):  # a valid input may still be refused for a stated reason
-        assert "not finite" in result, result
+    if isinstance(result, str):  # a valid input may still be refused for a stated reason: extreme values
+        assert "beyond the float32 range" in result or "reconstruction diverged" in result, result
         return
     assert type(result) is type(y)
     assert tuple(result.shape) == expected_shape(shape)

@@ -202,11 +202,19 @@ def _run_items(batches: list[list[int]], job: BatchInput, prior: Any, settings: 
             std = np.full(shape, np.nan, dtype=np.float32)
             good = [k for k in range(count) if not failed[k]]
             if good:
-                good_mean, good_std = _posterior_rows(y[good], [chunk[k] for k in good], job, prior, settings, device,
-                                                     width)
-                mean[good], std[good] = good_mean.numpy(), good_std.numpy()
+                try:
+                    good_mean, good_std = _posterior_rows(y[good], [chunk[k] for k in good], job, prior, settings,
+                                                         device, width)
+                    mean[good], std[good] = good_mean.numpy(), good_std.numpy()
+                except ValueError:  # an item diverged: run them one by one (same result) to find it
+                    for k in good:
+                        try:
+                            one_mean, one_std = _posterior_rows(y[[k]], [chunk[k]], job, prior, settings, device, width)
+                            mean[k], std[k] = one_mean[0].numpy(), one_std[0].numpy()
+                        except ValueError as error:
+                            failed[k], reasons[k] = 1, str(error).splitlines()[0]
                 for k in good:
-                    if not np.isfinite(mean[k]).all():
+                    if not failed[k] and not np.isfinite(mean[k]).all():
                         failed[k], reasons[k] = 1, "the reconstruction is not finite"
             arrays: dict[str, Any] = {"items": np.asarray(chunk, dtype=np.int64), "reconstructions": mean,
                                       "failed": failed, "failure_reason": reasons,
