@@ -154,7 +154,7 @@ def command_lines(draw):
     return command, flags
 
 
-@settings(max_examples=max(10, settings.default.max_examples // 2))
+@settings(max_examples=max(10, settings.default.max_examples // 4))  # each example may run the sampler
 @given(command_lines())
 def test_the_command_line_writes_a_finite_output_or_prints_one_error_line(cli_files, capsys, case):
     command, flags = case

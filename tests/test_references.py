@@ -150,3 +150,33 @@ def test_ram_lak_filtering_is_a_direct_linear_convolution(detectors):
                          for row in rows.reshape(-1, detectors).numpy()])
     got = _filter_sinogram(rows, "ram-lak").reshape(-1, detectors).numpy()
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+
+
+def test_cgls_contract_default_iterations_dtype_batch_and_refusals():
+    """What least_squares promises besides its iterates (gaps shown by surviving mutants)."""
+    op = RadonOp(3, 6)
+    g = torch.Generator().manual_seed(4)
+    y = torch.rand(3, *op.out_shape, generator=g, dtype=torch.float64)
+    assert torch.equal(least_squares(op, y), least_squares(op, y, iterations=20))  # the documented default
+    zero = least_squares(op, y, iterations=0)  # no iteration: x0 = 0 of y's batch and dtype
+    assert zero.shape == (3, *op.in_shape) and zero.dtype == torch.float64 and not zero.any()
+    x0 = torch.rand(3, *op.in_shape, generator=g)
+    warm32 = least_squares(op, y, x0=x0, iterations=2)  # a float32 start works in y's float64
+    assert warm32.dtype == torch.float64
+    torch.testing.assert_close(warm32, least_squares(op, y, x0=x0.double(), iterations=2), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="least_squares expects a LinearOperator, got str"):
+        least_squares("radon", y)
+    with pytest.raises(ValueError, match=r"least_squares: y for RadonOp expects shape"):
+        least_squares(op, y[:, :, :2])
+    with pytest.raises(ValueError, match=r"least_squares: x0 has batch size 2, y has 3"):
+        least_squares(op, y, x0=x0[:2].double())
+    with pytest.raises(ValueError, match="least_squares: iterations must be >= 0, got -1"):
+        least_squares(op, y, iterations=-1)
+    with pytest.raises(ValueError, match=r"least_squares: damping must be a finite number >= 0, got nan"):
+        least_squares(op, y, damping=float("nan"))
+
+
+def test_simulate_without_noise_is_the_forward_operator():
+    op = RadonOp(3, 6)
+    x = torch.rand(2, *op.in_shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    assert torch.equal(op.simulate(x), op(x))
