@@ -223,7 +223,7 @@ def _registered_prior(operator: OperatorConfig, measurement_shape: tuple[int, ..
     then the library's rule (:func:`scoreinv.checkpoint.default_prior`) for that operator."""
     from scoreinv.checkpoint import PRIORS, default_prior
 
-    fitting = []
+    fitting: dict[tuple[int, ...], list[str]] = {}  # measurement shape -> the priors taking it
     for entry in PRIORS.values():
         try:
             candidate = operator.build(entry.image_size, entry.channels)
@@ -233,10 +233,15 @@ def _registered_prior(operator: OperatorConfig, measurement_shape: tuple[int, ..
         compared = min(len(expected), len(measurement_shape))
         if tuple(measurement_shape[-compared:]) == expected[-compared:]:
             return default_prior(candidate.modality, entry.channels, entry.image_size)
-        fitting.append(f"{expected} ({entry.name})")
-    takes = f"; the registered priors take {', '.join(fitting)}" if fitting else ""
-    raise UserError(f"no registered prior fits measurements of shape {tuple(measurement_shape)} from operator "
-                    f"{operator.kind!r}{takes}: pass --model")
+        fitting.setdefault(expected, []).append(f"{entry.name}, {entry.image_size}×{entry.image_size}")
+    sinogram = operator.kind == "radon"
+    given = f"measurements of shape {tuple(measurement_shape)}"
+    if sinogram:
+        given = f"a sinogram of {measurement_shape[-1]} detectors ({given})"
+    takes = "; ".join(f"{shape}{f' ({shape[-1]} detectors)' if sinogram else ''}: {'; '.join(names)}"
+                      for shape, names in fitting.items())
+    takes = f"; the registered priors take {takes}" if fitting else ""
+    raise UserError(f"no registered prior fits {given} from operator {operator.kind!r}{takes}: pass --model")
 
 
 def command_reconstruct(args: argparse.Namespace) -> None:
