@@ -126,6 +126,7 @@ def test_documented_defaults_and_the_smallest_valid_parameters():
     (lambda: VESDE(N=0), r"N \(number of discretisation steps\) must be >= 1, got 0"),
     (lambda: VESDE(0.0, 1.0), r"VESDE needs 0 < sigma_min < sigma_max, got sigma_min=0.0, sigma_max=1.0"),
     (lambda: VESDE(2.0, 1.0), r"VESDE needs 0 < sigma_min < sigma_max"),
+    (lambda: VESDE(1.0, 1.0), r"VESDE needs 0 < sigma_min < sigma_max"),
     (lambda: VESDE(float("nan"), 1.0), r"sigma_min and sigma_max must be finite, got nan, 1.0"),
     (lambda: VESDE(0.01, float("inf")), r"sigma_min and sigma_max must be finite"),
     (lambda: VPSDE(float("nan"), 20.0), r"beta_min and beta_max must be finite, got nan, 20.0"),
@@ -168,3 +169,36 @@ def test_time_at_noise_level_is_float64_precise_for_float32_input(sde):
     t = sde.time_at_noise_level(sigma)
     assert t.dtype == torch.float64
     torch.testing.assert_close(sde.noise_level(t), sigma.double(), rtol=1e-12, atol=0)
+
+
+def test_repr_names_the_parameters():
+    assert repr(VESDE(0.01, 5.0, N=10)) == "VESDE(sigma_min=0.01, sigma_max=5.0, N=10)"
+    assert repr(VPSDE()) == "VPSDE(beta_min=0.1, beta_max=20.0, N=1000)"
+    assert repr(SubVPSDE(0.2, 10.0, N=7)) == "SubVPSDE(beta_min=0.2, beta_max=10.0, N=7)"
+
+
+def test_ve_first_step_ends_at_zero_noise():
+    """The SMLD chain: the step that ends at t = 0 has σ_prev = 0, so its G = σ(dt)."""
+    sde = VESDE(0.01, 5.0, N=10)
+    x = torch.zeros(1, 1, 2, 2, dtype=torch.float64)
+    t = torch.tensor([0.1], dtype=torch.float64)
+    _, g = sde.discretize(x, t)
+    assert float(g[0]) == pytest.approx(float(sde.sigma(t)[0]), rel=1e-12)
+
+
+@pytest.mark.parametrize("flow", [False, True])
+def test_reverse_discretize_is_the_forward_step_with_the_score_term(flow):
+    """rev_f = f_i − c G_i² s (c = 1, or ½ for the probability flow) and rev_G = G_i (0 for the flow)."""
+    sde = VESDE(0.01, 5.0, N=10)
+    x = torch.linspace(-1, 1, 4, dtype=torch.float64).reshape(1, 1, 2, 2)
+    t = torch.tensor([0.5], dtype=torch.float64)
+
+    def score(x, t):
+        return -2 * x
+
+    f, g = sde.discretize(x, t)
+    rev_f, rev_g = sde.reverse(score, probability_flow=flow).discretize(x, t)
+    weight = 0.5 if flow else 1.0
+    torch.testing.assert_close(rev_f, f - g[0] ** 2 * score(x, t) * weight, rtol=1e-12, atol=0)
+    assert isinstance(rev_g, torch.Tensor)
+    assert torch.equal(rev_g, torch.zeros_like(g) if flow else g)
