@@ -202,3 +202,11 @@ def test_reverse_discretize_is_the_forward_step_with_the_score_term(flow):
     torch.testing.assert_close(rev_f, f - g[0] ** 2 * score(x, t) * weight, rtol=1e-12, atol=0)
     assert isinstance(rev_g, torch.Tensor)
     assert torch.equal(rev_g, torch.zeros_like(g) if flow else g)
+
+
+def test_prior_sampling_draws_in_the_requested_dtype_from_the_generator():
+    sde = VESDE(0.01, 3.0)
+    z = sde.prior_sampling((2, 1, 2, 2), torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert z.dtype == torch.float64
+    expected = 3.0 * torch.randn((2, 1, 2, 2), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert torch.equal(z, expected)
