@@ -210,3 +210,9 @@ def test_prior_sampling_draws_in_the_requested_dtype_from_the_generator():
     assert z.dtype == torch.float64
     expected = 3.0 * torch.randn((2, 1, 2, 2), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     assert torch.equal(z, expected)
+
+
+def test_a_time_of_the_wrong_shape_is_refused_naming_the_batch():
+    with pytest.raises(ValueError, match=r"t must have shape \(B,\) = \(2,\) to match x of shape \(2, 1, 2, 2\), "
+                                         r"got \(3,\)"):
+        VESDE().sde(torch.zeros(2, 1, 2, 2), torch.zeros(3))
