@@ -41,11 +41,11 @@ def publish_atomically(temporary: str | os.PathLike, target: str | os.PathLike) 
     fsync_folder(Path(target).parent)
 
 
-def temporary_beside(path: str | os.PathLike) -> Path:
-    """A new empty temporary file in ``path``'s folder (created if need be), hidden, named after ``path``.
+def make_temporary(path: str | os.PathLike) -> tuple[int, Path]:
+    """An open, empty temporary file next to ``path`` (its folder made if needed): (descriptor, name).
 
-    A folder that cannot be written raises the ``OSError`` with a message that names ``path``,
-    the file the user asked for, not the hidden temporary name.
+    A folder that cannot be written raises the OSError naming ``path``: the temporary name is
+    not one the user ever gave.
     """
     path = Path(path)
     try:
@@ -53,9 +53,8 @@ def temporary_beside(path: str | os.PathLike) -> Path:
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as error:
         reason = error.strerror or str(error)
-        raise type(error)(f"cannot write {path}: {reason} (in the folder {path.parent})") from None
-    os.close(fd)
-    return Path(name)
+        raise type(error)(error.errno, f"cannot write {path}: {reason} (in the folder {path.parent})") from None
+    return fd, Path(name)
 
 
 @contextmanager
@@ -67,7 +66,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path} is a folder; give a file name")
-    temporary = temporary_beside(path)
+    fd, temporary = make_temporary(path)
+    os.close(fd)
     try:
         yield temporary
         publish_atomically(temporary, path)

@@ -28,7 +28,6 @@ only, float16 parameters), and load back as float32.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +37,9 @@ import torch
 from torch import nn
 
 from scoreinv._version import __version__
-from scoreinv.atomic import fsync_folder
+from scoreinv.atomic import fsync_folder, make_temporary
 from scoreinv.config import ModelConfig, TrainingConfig
+from scoreinv.devices import check_device
 from scoreinv.models import EMA, ScoreModel
 
 FORMAT = "scoreinv-checkpoint"
@@ -65,8 +65,7 @@ def _cpu_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def _atomic_save(obj: Any, path: Path) -> None:
     """torch.save to a temp file next to ``path``, fsync, then os.replace onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp_name = make_temporary(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)
@@ -352,6 +351,7 @@ def load_model(
     """
     if weights not in ("ema", "raw"):
         raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
+    device = check_device(device)  # before reading the file
     path = resolve_checkpoint(path_or_name)
     content = read_checkpoint(path)
     if weights == "ema":

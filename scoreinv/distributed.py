@@ -19,6 +19,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from scoreinv.devices import check_device
+
 
 @dataclass(frozen=True)
 class World:
@@ -73,11 +75,11 @@ def world(timeout_minutes: float = 30.0) -> World:
 
 def device_for(world_: World, requested: str | torch.device | None) -> torch.device | None:
     """The device a rank should use: ``cuda:LOCAL_RANK`` when CUDA was asked for (or is the default)."""
-    if requested is None:
+    device = check_device(requested)
+    if device is None:
         return None
-    device = torch.device(requested)
     if device.type == "cuda" and device.index is None and world_.distributed:
-        return torch.device("cuda", world_.local_rank)
+        return check_device(torch.device("cuda", world_.local_rank))
     return device
 
 

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from scoreinv.config import ReconstructionSettings
+from scoreinv.devices import check_device
 from scoreinv.operators import LinearOperator
 from scoreinv.sampling import CORRECTORS, PREDICTORS
 from scoreinv.seeding import ItemGenerators, item_seed
@@ -150,10 +151,71 @@ def resolve_settings(operator: LinearOperator, settings: ReconstructionSettings 
 
 def _as_tensor(y: Any) -> tuple[torch.Tensor, bool]:
     if isinstance(y, np.ndarray):
+        if y.dtype.kind not in "fiub":  # complex, object, strings: torch.from_numpy's error names none of them
+            raise ValueError(f"the measurement must hold real numbers, got dtype {y.dtype}")
         return torch.from_numpy(np.ascontiguousarray(y)), True
     if isinstance(y, torch.Tensor):
+        if y.device.type == "meta":
+            raise ValueError("the measurement is a tensor on the 'meta' device, which holds no values")
         return y, False
     raise ValueError(f"the measurement must be a numpy array or a torch tensor, got {type(y).__name__}")
+
+
+def _check_operator(operator: Any) -> None:
+    if not isinstance(operator, LinearOperator):
+        raise TypeError(f"operator must be a scoreinv LinearOperator (RadonOp(23), MaskOp(...), GrayscaleOp(), ...), "
+                        f"got {type(operator).__name__}")
+
+
+def registered_prior_for(operator: LinearOperator, measurement_shape: tuple[int, ...]) -> str:
+    """The registered prior for measurements of ``measurement_shape`` (one item) made by ``operator``.
+
+    The rule is :func:`scoreinv.checkpoint.default_prior` for the operator's modality and the
+    image shape the measurements imply; when none fits, the ValueError names the measurements
+    (a sinogram's detector count) and the measurement shapes the registered priors would take.
+    """
+    from scoreinv.checkpoint import PRIORS, default_prior
+
+    bound = operator.bind(measurement_shape=measurement_shape)
+    channels, height, width = bound.in_shape
+    if height == width:
+        try:
+            return default_prior(bound.modality, channels, height)
+        except ValueError:
+            pass
+    fitting: dict[tuple[int, ...], list[str]] = {}  # measurement shape -> the priors taking it
+    sizes: dict[tuple[int, ...], LinearOperator] = {}
+    for entry in PRIORS.values():
+        if entry.modality != bound.modality or entry.channels != channels:
+            continue
+        try:
+            sized = operator.bind(image_shape=(entry.channels, entry.image_size, entry.image_size))
+        except ValueError:  # a sized operator: the same one at the prior's size, where it has one
+            try:
+                sized = operator.with_options(image_size=entry.image_size)
+            except (TypeError, ValueError):
+                continue
+        shape = tuple(sized.out_shape)
+        fitting.setdefault(shape, []).append(entry.name)
+        sizes[shape] = sized
+    if not fitting:
+        registered = "; ".join(entry.describe() for entry in PRIORS.values()) or "none"
+        fits = f"no registered prior models {bound.modality} images of {channels} channel(s) (registered: {registered})"
+    else:
+        described = []
+        for shape, names in fitting.items():
+            _, side, _ = sizes[shape].in_shape
+            detectors = getattr(sizes[shape], "n_detectors", None)
+            what = f"{detectors} detectors, " if detectors is not None else ""
+            described.append(f"{shape} ({what}{side}×{side} images: {', '.join(names)})")
+        fits = "the registered priors take measurements of shape " + "; ".join(described)
+    detectors = getattr(bound, "n_detectors", None)
+    given = f"measurements of shape {tuple(measurement_shape)}"
+    if detectors is not None:
+        given = f"a sinogram of {detectors} detectors ({given})"
+    raise ValueError(f"no registered prior fits {given}, from which {operator.name} reconstructs {channels}-channel "
+                     f"{height}×{width} images; {fits}. Pass measurements of such a shape, or a prior trained "
+                     "at your size (`scoreinv train IMAGES.h5 --out PRIOR.pt`, then model='PRIOR.pt')")
 
 
 def _item_layout(y: torch.Tensor, operator: LinearOperator) -> tuple[torch.Tensor, str]:
@@ -177,14 +239,11 @@ def _prior_and_operator(model: Any, operator: LinearOperator, measurement_shape:
                         device: torch.device | str | None) -> tuple[Any, LinearOperator]:
     """The prior (given, by name or path, or the registered default) and the operator bound to
     the measurement's and the prior's image size."""
-    from scoreinv.checkpoint import default_prior, load_model
+    from scoreinv.checkpoint import load_model
 
     if model is None:
+        model = registered_prior_for(operator, measurement_shape)
         operator = operator.bind(measurement_shape=measurement_shape)
-        channels, height, width = operator.in_shape
-        if height != width:
-            raise ValueError(f"no bundled prior works on {height}×{width} images (they are square): pass model=...")
-        model = default_prior(operator.modality, channels, height)
     if isinstance(model, str) or hasattr(model, "__fspath__"):
         model = load_model(model, device=device)
     if getattr(model, "sde", None) is None:
@@ -249,8 +308,14 @@ def posterior(
     """
     from scoreinv.sampling import prior_device
 
+    _check_operator(operator)
+    device = check_device(device)
     tensor, from_numpy = _as_tensor(y)
     batch, layout = _item_layout(tensor, operator)
+    if batch.shape[0] == 0:
+        raise ValueError(f"the measurement batch is empty: shape {tuple(tensor.shape)} holds 0 items")
+    if batch.numel() == 0:
+        raise ValueError(f"the measurement holds no values: shape {tuple(tensor.shape)}")
     if not torch.isfinite(batch.double()).all():
         raise ValueError("the measurement contains NaN or inf")
     model, operator = _prior_and_operator(model, operator, tuple(batch.shape[1:]), device)
@@ -258,7 +323,11 @@ def posterior(
     num_samples = resolved.num_samples
 
     device = torch.device(device) if device is not None else prior_device(model)
+    peak = float(batch.double().abs().max())
     batch = batch.to(device=device, dtype=torch.float32)  # the models' and operators' working type
+    if not torch.isfinite(batch).all():
+        raise ValueError(f"the measurement holds values beyond the float32 range the models compute in "
+                         f"(largest |y| = {peak:.3g})")
     items = batch.shape[0]
     repeated = batch.repeat_interleave(num_samples, dim=0)
     generator: torch.Generator | ItemGenerators
@@ -275,8 +344,17 @@ def posterior(
             [item_seed(resolved.seed, i, s) for i in ids for s in range(num_samples)], device=device)
 
     start = time.perf_counter()
-    result = conditional_sample(model, model.sde, operator, repeated, resolved, generator=generator,
-                                progress=progress)
+    try:
+        result = conditional_sample(model, model.sde, operator, repeated, resolved, generator=generator,
+                                    progress=progress)
+    except ValueError as error:
+        # The inputs were checked above: NaN or inf inside the sampler means it diverged, which a
+        # measurement far outside what the operator produces from the prior's images does (found
+        # by the property tests at |y| ~ 1e18); the operator's own message would name an internal tensor.
+        if "contains NaN or inf" not in str(error):
+            raise
+        raise ValueError(f"the reconstruction diverged (NaN or inf inside the sampler) on a measurement whose "
+                         f"largest |y| is {peak:.3g}: is it in the units the operator produces?") from error
     samples = result.samples.reshape(items, num_samples, *operator.in_shape)
     mean = samples.mean(dim=1)
     std = samples.std(dim=1) if num_samples > 1 else torch.zeros_like(mean)

@@ -1,7 +1,22 @@
 """Shared test set-up."""
 
+import os
+
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
+
+# Property-based tests (hypothesis): the default profile runs a few dozen derandomised examples per
+# property (seconds, the same examples every run); HYPOTHESIS_PROFILE=ci runs ten times as many,
+# HYPOTHESIS_PROFILE=explore new random ones each run. No example database is written.
+_SLOW_DATA = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+settings.register_profile("default", max_examples=25, deadline=None, derandomize=True, database=None,
+                          suppress_health_check=_SLOW_DATA)
+settings.register_profile("ci", max_examples=250, deadline=None, derandomize=True, database=None,
+                          suppress_health_check=_SLOW_DATA)
+settings.register_profile("explore", max_examples=1000, deadline=None, database=None,
+                          suppress_health_check=_SLOW_DATA)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(autouse=True)

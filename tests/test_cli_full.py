@@ -155,7 +155,7 @@ def test_batch_matches_reconstruct(work, tmp_path, capsys):
     config.write_text(json.dumps({"model": str(work.model), "batch_size": 3, "settings": {"steps": 20}}))
     assert main(["batch", str(work.sinograms), str(out), "--config", str(config), "--steps", "5"]) == 0
     line = capsys.readouterr().out
-    assert "12 items: 12 reconstructed, 0 already done, 0 failed" in line and "PSNR" in line
+    assert "12 items: 12 computed, 0 already done, 0 failed" in line and "PSNR" in line
     with h5py.File(out) as handle:
         reconstructions = handle["reconstructions"][:]
     assert reconstructions.shape == (12, 1, 16, 16)
@@ -217,7 +217,7 @@ def test_help_shows_defaults(capsys, command, expected):
         (["reconstruct", "{sinograms}", "{out_npy}", "--model", "no-such-prior"], "unknown bundled model"),
         (["reconstruct", "{sinograms}", "{out_npy}", "--method", "magic"], "unknown method 'magic'"),
         (["reconstruct", "{sinograms}", "{out_npy}", "--step-filter", "magic"], "invalid choice: 'magic'"),
-        (["reconstruct", "{sinograms}", "{out_npy}"], "no bundled prior fits 1-channel 16×16 ct images"),
+        (["reconstruct", "{sinograms}", "{out_npy}"], "no registered prior fits a sinogram of 23 detectors"),
         (["batch", "{sinograms}", "{out_npy}", "--model", "{model}"], "must be an .h5 file"),
         (["batch", "{images}", "{out_h5}", "--model", "{model}"], "measurements"),
         (["data", "simulate", "{images}", "{out_h5}", "--operator", "mask"], "needs exactly one of fraction"),

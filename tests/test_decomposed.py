@@ -62,15 +62,17 @@ def ct_problem(noise, sde=None):
     return prior, operator, y, noise_std
 
 
-@pytest.mark.parametrize("noise", [0.0, 0.01])
-def test_sparse_view_ct_matches_the_posterior_at_the_defaults(noise):
+# Tolerances about 1.1–1.6× the measured errors (seeded, so they do not move between runs): a
+# damping δ_t = w σ_y / σ_t instead of w σ_y² / σ_t² gave 0.038 / 0.278 at 1% noise, caught here.
+@pytest.mark.parametrize("noise, mean_tolerance, std_tolerance", [(0.0, 0.015, 0.22), (0.01, 0.03, 0.27)])
+def test_sparse_view_ct_matches_the_posterior_at_the_defaults(noise, mean_tolerance, std_tolerance):
     prior, operator, y, noise_std = ct_problem(noise)
     mean, std = analytic(prior, operator, y, noise_std)
     result = posterior(y, operator, prior, method="decomposed", num_samples=200, seed=0, progress=False)
     mean_error, std_error = errors(result, mean, std)
     assert result.nfe <= 100
-    assert mean_error < 0.05  # measured 0.011 (noise-free) / 0.027 (1% noise) at 50 evaluations
-    assert std_error < 0.30  # measured 0.19 / 0.25
+    assert mean_error < mean_tolerance  # measured 0.0094 (noise-free) / 0.0212 (1% noise) at 50 evaluations
+    assert std_error < std_tolerance  # measured 0.191 / 0.249
 
 
 @pytest.mark.parametrize("sde", [VPSDE(), SubVPSDE()], ids=["vp", "subvp"])
@@ -79,8 +81,8 @@ def test_vp_family_agrees_with_the_posterior(sde):
     mean, std = analytic(prior, operator, y, 0.0)
     result = posterior(y, operator, prior, method="decomposed", num_samples=200, seed=0, progress=False)
     mean_error, std_error = errors(result, mean, std)
-    assert mean_error < 0.05  # measured 0.011 (VP), 0.011 (sub-VP)
-    assert std_error < 0.30  # measured 0.20, 0.23
+    assert mean_error < 0.015  # measured 0.0096 (VP), 0.0087 (sub-VP)
+    assert std_error < 0.25  # measured 0.201, 0.228
 
 
 def test_inpainting_and_colorization_match_the_posterior():
@@ -89,7 +91,8 @@ def test_inpainting_and_colorization_match_the_posterior():
     y = operator(prior.sample(1, torch.Generator().manual_seed(0)).float())[0]
     mean, std = analytic(prior, operator, y, 0.0)
     result = posterior(y, operator, prior, method="decomposed", num_samples=200, seed=0, progress=False)
-    assert errors(result, mean, std, unknown=operator.mask.flatten() == 0) < (0.12, 0.2)  # 0.07 / 0.08
+    mean_error, std_error = errors(result, mean, std, unknown=operator.mask.flatten() == 0)
+    assert mean_error < 0.09 and std_error < 0.1  # 0.0749 / 0.0838 (a tuple < tuple would test the mean only)
 
     prior = correlated_prior(8, 2.0, channels=3, rho=0.8)
     operator = GrayscaleOp(8)
@@ -97,7 +100,7 @@ def test_inpainting_and_colorization_match_the_posterior():
     mean, std = analytic(prior, operator, y, 0.0)
     result = posterior(y, operator, prior, method="decomposed", num_samples=200, seed=0, progress=False)
     mean_error, std_error = errors(result, mean, std)
-    assert mean_error < 0.12 and std_error < 0.2  # 0.03 / 0.16
+    assert mean_error < 0.045 and std_error < 0.19  # 0.0325 / 0.1637
 
 
 def test_seeded_and_batch_independent():

@@ -74,8 +74,8 @@ def test_inpainting_replacement_matches_the_posterior():
     mean_error, std_error = errors(result, mean, std, unknown=~observed)
     # measured pixels are reproduced exactly (hard replacement)
     assert torch.allclose(torch.as_tensor(result.mean).flatten()[observed].double(), y.flatten()[observed].double(), atol=1e-5)
-    assert mean_error < 0.15
-    assert std_error < 0.25
+    assert mean_error < 0.11  # measured 0.0833
+    assert std_error < 0.10  # measured 0.0782
 
 
 @pytest.mark.parametrize("method, mean_tolerance, std_tolerance", [
@@ -109,7 +109,7 @@ def test_noisy_ct_default_path_matches_the_noisy_posterior():
     assert std_error < NOISY_DEFAULT_TOLERANCES[1]
 
 
-# The noisy RadonOp default (decomposed, 25 steps) measured 0.018 / 0.144 here (the former
+# The noisy RadonOp default (decomposed, 50 steps) measured 0.0225 / 0.248 here (the former
 # default, consistency with the noise-aware gain at 200 steps, 0.117 / 0.51; guidance at 400
-# evaluations 0.020 / 0.045).
-NOISY_DEFAULT_TOLERANCES = (0.12, 0.30)
+# evaluations 0.020 / 0.045). A damping δ_t = w σ_y / σ_t instead of w σ_y² / σ_t² fails it.
+NOISY_DEFAULT_TOLERANCES = (0.035, 0.27)

@@ -203,7 +203,9 @@ def test_operator_and_model_sizes_must_agree(ct):
     y = torch.zeros(1, *operator.out_shape)
     with pytest.raises(ValueError, match=r"32.*16|16.*32"):
         reconstruct(y, operator, prior, progress=False)
-    with pytest.raises(ValueError, match=r"no bundled prior fits 1-channel 32×32 ct images.*ct-phantom.*scoreinv train"):
+    with pytest.raises(ValueError, match=r"no registered prior fits a sinogram of 46 detectors .* 1-channel 32×32 "
+                       r"images; the registered priors take measurements of shape \(1, 4, 91\) \(91 detectors, "
+                       r"64×64 images: ct-anatomy, ct-phantom\).*scoreinv train"):
         reconstruct(y, operator, None, progress=False)
     with pytest.raises(ValueError, match="unknown method"):
         reconstruct(torch.zeros(1, *RadonOp(4, image_size=16).out_shape), RadonOp(4, image_size=16),

@@ -110,3 +110,109 @@ def test_bad_hyperparameters_are_refused():
         SDEConfig(kind="ve", sigma_min=2.0, sigma_max=1.0)
     with pytest.raises(ValueError, match="t must have shape"):
         VESDE().sde(torch.zeros(3, 1, 2, 2), torch.zeros(2))
+
+
+# --- constructor contracts, defaults and edge cases (each pinned by a surviving mutant) ---------
+
+def test_documented_defaults_and_the_smallest_valid_parameters():
+    ve, vp, subvp = VESDE(), VPSDE(), SubVPSDE()
+    assert (ve.sigma_min, ve.sigma_max, ve.N) == (0.01, 50.0, 1000)
+    assert (vp.beta_min, vp.beta_max, vp.N) == (0.1, 20.0, 1000)
+    assert (subvp.beta_min, subvp.beta_max, subvp.N) == (0.1, 20.0, 1000)
+    assert VESDE(N=1).N == 1 and VPSDE(0.0, 1.0).beta_min == 0.0  # the boundaries are allowed
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: VESDE(N=0), r"N \(number of discretisation steps\) must be >= 1, got 0"),
+    (lambda: VESDE(0.0, 1.0), r"VESDE needs 0 < sigma_min < sigma_max, got sigma_min=0.0, sigma_max=1.0"),
+    (lambda: VESDE(2.0, 1.0), r"VESDE needs 0 < sigma_min < sigma_max"),
+    (lambda: VESDE(1.0, 1.0), r"VESDE needs 0 < sigma_min < sigma_max"),
+    (lambda: VESDE(float("nan"), 1.0), r"sigma_min and sigma_max must be finite, got nan, 1.0"),
+    (lambda: VESDE(0.01, float("inf")), r"sigma_min and sigma_max must be finite"),
+    (lambda: VPSDE(float("nan"), 20.0), r"beta_min and beta_max must be finite, got nan, 20.0"),
+    (lambda: VPSDE(0.1, float("inf")), r"beta_min and beta_max must be finite"),
+    (lambda: VPSDE(-0.1, 20.0), r"VPSDE needs 0 <= beta_min < beta_max, got beta_min=-0.1, beta_max=20.0"),
+    (lambda: SubVPSDE(5.0, 5.0), r"SubVPSDE needs 0 <= beta_min < beta_max"),
+])
+def test_invalid_parameters_are_refused_with_a_message(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+@pytest.mark.parametrize("sde", SDES, ids=lambda s: type(s).__name__)
+def test_discretize_defaults_to_a_step_of_t_over_n(sde):
+    x = torch.linspace(-1, 1, 8, dtype=torch.float64).reshape(2, 1, 2, 2)
+    t = torch.tensor([0.3, 0.7], dtype=torch.float64)
+    for default, explicit in zip(sde.discretize(x, t), sde.discretize(x, t, sde.T / sde.N)):
+        assert torch.equal(default, explicit)
+    assert not torch.allclose(sde.discretize(x, t)[1], sde.discretize(x, t, 0.5)[1])
+
+
+def test_prior_logp_of_a_single_item_batch():
+    sde = VESDE(0.01, 3.0)
+    z = torch.tensor([[[[0.5, -1.0], [2.0, 0.0]]]], dtype=torch.float64)  # (1, 1, 2, 2)
+    expected = -2 * math.log(2 * math.pi * 9.0) - (0.25 + 1.0 + 4.0) / 18.0
+    assert sde.prior_logp(z).tolist() == pytest.approx([expected], rel=1e-12)
+
+
+def test_probability_flow_has_a_zero_diffusion_tensor():
+    sde = VPSDE()
+    x = torch.ones(2, 1, 2, 2)
+    t = torch.tensor([0.5, 0.5])
+    drift, diffusion = sde.reverse(lambda x, t: -x, probability_flow=True).sde(x, t)
+    assert isinstance(diffusion, torch.Tensor) and torch.equal(diffusion, torch.zeros(2))
+
+
+@pytest.mark.parametrize("sde", SDES, ids=lambda s: type(s).__name__)
+def test_time_at_noise_level_is_float64_precise_for_float32_input(sde):
+    sigma = torch.tensor([0.05, 0.3, 1.7], dtype=torch.float32)
+    t = sde.time_at_noise_level(sigma)
+    assert t.dtype == torch.float64
+    torch.testing.assert_close(sde.noise_level(t), sigma.double(), rtol=1e-12, atol=0)
+
+
+def test_repr_names_the_parameters():
+    assert repr(VESDE(0.01, 5.0, N=10)) == "VESDE(sigma_min=0.01, sigma_max=5.0, N=10)"
+    assert repr(VPSDE()) == "VPSDE(beta_min=0.1, beta_max=20.0, N=1000)"
+    assert repr(SubVPSDE(0.2, 10.0, N=7)) == "SubVPSDE(beta_min=0.2, beta_max=10.0, N=7)"
+
+
+def test_ve_first_step_ends_at_zero_noise():
+    """The SMLD chain: the step that ends at t = 0 has σ_prev = 0, so its G = σ(dt)."""
+    sde = VESDE(0.01, 5.0, N=10)
+    x = torch.zeros(1, 1, 2, 2, dtype=torch.float64)
+    t = torch.tensor([0.1], dtype=torch.float64)
+    _, g = sde.discretize(x, t)
+    assert float(g[0]) == pytest.approx(float(sde.sigma(t)[0]), rel=1e-12)
+
+
+@pytest.mark.parametrize("flow", [False, True])
+def test_reverse_discretize_is_the_forward_step_with_the_score_term(flow):
+    """rev_f = f_i − c G_i² s (c = 1, or ½ for the probability flow) and rev_G = G_i (0 for the flow)."""
+    sde = VESDE(0.01, 5.0, N=10)
+    x = torch.linspace(-1, 1, 4, dtype=torch.float64).reshape(1, 1, 2, 2)
+    t = torch.tensor([0.5], dtype=torch.float64)
+
+    def score(x, t):
+        return -2 * x
+
+    f, g = sde.discretize(x, t)
+    rev_f, rev_g = sde.reverse(score, probability_flow=flow).discretize(x, t)
+    weight = 0.5 if flow else 1.0
+    torch.testing.assert_close(rev_f, f - g[0] ** 2 * score(x, t) * weight, rtol=1e-12, atol=0)
+    assert isinstance(rev_g, torch.Tensor)
+    assert torch.equal(rev_g, torch.zeros_like(g) if flow else g)
+
+
+def test_prior_sampling_draws_in_the_requested_dtype_from_the_generator():
+    sde = VESDE(0.01, 3.0)
+    z = sde.prior_sampling((2, 1, 2, 2), torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert z.dtype == torch.float64
+    expected = 3.0 * torch.randn((2, 1, 2, 2), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert torch.equal(z, expected)
+
+
+def test_a_time_of_the_wrong_shape_is_refused_naming_the_batch():
+    with pytest.raises(ValueError, match=r"t must have shape \(B,\) = \(2,\) to match x of shape \(2, 1, 2, 2\), "
+                                         r"got \(3,\)"):
+        VESDE().sde(torch.zeros(2, 1, 2, 2), torch.zeros(3))

@@ -41,7 +41,7 @@ import torch
 from torch.utils.data import Dataset
 
 from scoreinv._version import __version__
-from scoreinv.atomic import publish_atomically, temporary_beside
+from scoreinv.atomic import make_temporary, publish_atomically
 
 FORMAT = "scoreinv-data"
 FORMAT_VERSION = 1
@@ -133,7 +133,8 @@ class H5Writer:
         self.created_by = created_by or "scoreinv.datasets.H5Writer"
         self.chunk_rows = int(chunk_rows)
         self.compression = compression
-        self._tmp = temporary_beside(self.path)
+        fd, self._tmp = make_temporary(self.path)
+        os.close(fd)
         try:
             self._file: h5py.File | None = h5py.File(self._tmp, "w")
         except BaseException:

@@ -67,6 +67,8 @@ def operator_from_file(handle: h5py.File, where: str) -> tuple[LinearOperator, d
         return operator_from_config(config, mask=mask), config
     except KeyError as error:
         raise ValueError(f"{where}: the operator configuration lacks the field {error}") from error
+    except (ValueError, TypeError) as error:  # a stored value the operator refuses (n_views 0, a string size)
+        raise ValueError(f"{where}: the stored operator cannot be rebuilt: {error}") from error
 
 
 def operator_from_h5(path: str | os.PathLike) -> LinearOperator:

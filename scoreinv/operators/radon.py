@@ -32,6 +32,7 @@ def _positive_int(value, name: str) -> int:
 
 def default_full_views(n_views: int) -> int:
     """The smallest multiple of n_views that is ≥ max(180, n_views)."""
+    n_views = _positive_int(n_views, "n_views")
     return n_views * max(1, math.ceil(180 / n_views))
 
 

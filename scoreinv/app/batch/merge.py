@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 
 from scoreinv._version import __version__
-from scoreinv.app.batch.workfolder import FORMAT, FORMAT_VERSION, part_items
+from scoreinv.app.batch.workfolder import FORMAT, FORMAT_VERSION, scan_parts
 from scoreinv.atomic import atomic_path
 from scoreinv.datasets.dicom import copy_slice_metadata
 
@@ -42,6 +42,8 @@ class BatchSummary:
         Mean over the items that did not fail, when ``IN`` has ``images``; else None.
     config:
         The job's configuration (as stored in the output).
+    failed_items:
+        The failed items and why, ``[(item, reason), ...]`` in item order.
     """
 
     path: Path
@@ -53,6 +55,7 @@ class BatchSummary:
     psnr: float | None = None
     ssim: float | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    failed_items: list[tuple[int, str]] = field(default_factory=list)
 
 
 def _index(items: np.ndarray) -> slice | list[int]:
@@ -64,12 +67,14 @@ def _index(items: np.ndarray) -> slice | list[int]:
 
 def merge_parts(folder: Path, out_path: Path, job: BatchInput, config: dict[str, Any], run: dict[str, Any],
                 num_samples: int) -> None:
-    """Join the parts into ``out_path`` (temporary file + rename), then remove the work folder.
+    """Join the parts into ``out_path`` (temporary file + rename), then remove the work folder,
+    unless items failed: it is then kept, so that a rerun recomputes only those.
 
     Parameters
     ----------
     folder:
-        The work folder; every item of ``job`` must be held by one of its parts.
+        The work folder; every item of ``job`` must have a row in one of its parts, computed
+        from the measurement ``job`` holds now.
     out_path:
         The output file (layout in docs/batch.md).
     job:
@@ -81,8 +86,9 @@ def merge_parts(folder: Path, out_path: Path, job: BatchInput, config: dict[str,
     num_samples:
         Posterior samples per item: above 1 the ``posterior_std`` is merged too.
     """
-    parts = part_items(folder)
-    missing = sorted(set(range(job.items)) - set(parts))
+    index = scan_parts(folder, job.item_hashes)
+    rows = {**index.failed, **index.finished}  # item -> (part, row)
+    missing = sorted(set(range(job.items)) - set(rows))
     if missing:
         raise RuntimeError(f"cannot merge {folder}: items {missing[:10]} have no part")
     n, shape = job.items, tuple(job.operator.in_shape)
@@ -97,14 +103,18 @@ def merge_parts(folder: Path, out_path: Path, job: BatchInput, config: dict[str,
         for key in metrics:
             out.create_dataset(key, shape=(n,), dtype="float64")
         widths = set()
-        for part in sorted(set(parts.values())):
+        taken: dict[Path, list[tuple[int, int]]] = {}  # part -> its (item, row) pairs that go to the output
+        for item, (part, row) in sorted(rows.items()):
+            taken.setdefault(part, []).append((item, row))
+        for part, pairs in sorted(taken.items()):
             with h5py.File(part, "r") as handle:
                 widths.add(int(handle.attrs.get("batch_size", -1)))
-                items = np.asarray(handle["items"])
+                items = np.asarray([item for item, _ in pairs])
+                chosen = [row for _, row in pairs]
                 where = _index(items)
                 for key in [*image_sets, "failed", *metrics]:
-                    out[key][where] = np.asarray(handle[key])
-                out["failure_reason"][where] = np.asarray(handle["failure_reason"], dtype=object)
+                    out[key][where] = np.asarray(handle[key])[chosen]
+                out["failure_reason"][where] = np.asarray(handle["failure_reason"], dtype=object)[chosen]
                 out["done"][where] = np.ones(items.size, dtype=np.uint8)
         with h5py.File(job.path, "r") as source:  # an imported DICOM series keeps its metadata for the export
             copy_slice_metadata(source, out)
@@ -118,13 +128,17 @@ def merge_parts(folder: Path, out_path: Path, job: BatchInput, config: dict[str,
         attributes["input_file"] = str(job.path.resolve())
         attributes["scoreinv_version"] = __version__
         attributes["created_by"] = "scoreinv.app.reconstruct_h5"
-    shutil.rmtree(folder)
+    if not index.failed:
+        shutil.rmtree(folder)
 
 
 def summary(out_path: Path, computed: int, reused: int, seconds: float) -> BatchSummary:
     """The :class:`BatchSummary` of a finished output file."""
     with h5py.File(out_path, "r") as handle:
         failed = np.asarray(handle["failed"]).astype(bool)
+        reasons = np.asarray(handle["failure_reason"], dtype=object)
+        failed_items = [(int(item), reasons[item].decode() if isinstance(reasons[item], bytes) else str(reasons[item]))
+                        for item in np.flatnonzero(failed)]
         config = json.loads(handle.attrs["config"])
         means: dict[str, float | None] = {"psnr": None, "ssim": None}
         for key in means:
@@ -132,4 +146,4 @@ def summary(out_path: Path, computed: int, reused: int, seconds: float) -> Batch
                 means[key] = float(np.asarray(handle[key])[~failed].mean())
         return BatchSummary(path=out_path, items=int(failed.size), computed=computed, reused=reused,
                             failed=int(failed.sum()), seconds=seconds, psnr=means["psnr"], ssim=means["ssim"],
-                            config=config)
+                            config=config, failed_items=failed_items)

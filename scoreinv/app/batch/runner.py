@@ -34,7 +34,8 @@ from tqdm.auto import tqdm
 
 from scoreinv._version import __version__
 from scoreinv.app.batch.merge import BatchSummary, merge_parts, summary
-from scoreinv.app.batch.workfolder import claim, part_items, sha256_dataset, sha256_file, work_folder, write_part
+from scoreinv.app.batch.workfolder import (claim, dataset_hashes, part_items, scan_parts, sha256_file, work_folder,
+                                           write_part)
 from scoreinv.config import ReconstructionSettings
 from scoreinv.datasets.hdf5 import _open
 from scoreinv.datasets.simulate import operator_from_file
@@ -42,7 +43,7 @@ from scoreinv.distributed import World, all_ok, barrier, device_for, world
 from scoreinv.metrics import psnr as psnr_metric
 from scoreinv.metrics import ssim as ssim_metric
 from scoreinv.operators import LinearOperator
-from scoreinv.reconstruct import posterior, resolve_settings
+from scoreinv.reconstruct import posterior, registered_prior_for, resolve_settings
 
 
 # --- input ------------------------------------------------------------------------------------
@@ -65,6 +66,8 @@ class BatchInput:
         Whether the file holds the ground-truth ``images`` (then PSNR / SSIM are computed).
     record:
         What identifies the input in the job's configuration (shape and SHA-256 of the measurements).
+    item_hashes:
+        SHA-256 of each item's measurement (float32 bytes), stored with its result.
     """
 
     path: Path
@@ -73,6 +76,7 @@ class BatchInput:
     operator_config: dict[str, Any]
     has_images: bool
     record: dict[str, Any]
+    item_hashes: list[str]
 
 
 def read_input(in_path: Path) -> BatchInput:
@@ -83,7 +87,8 @@ def read_input(in_path: Path) -> BatchInput:
     FileNotFoundError
         The file does not exist.
     ValueError
-        No ``measurements``, no operator, or shapes that do not fit the operator.
+        No ``measurements``, no operator, measurements that are not real numbers, or shapes
+        that do not fit the operator.
     """
     with _open(in_path) as handle:
         if "measurements" not in handle or not isinstance(handle["measurements"], h5py.Dataset):
@@ -92,6 +97,9 @@ def read_input(in_path: Path) -> BatchInput:
                              "simulate them with `scoreinv data simulate`")
         operator, operator_config = operator_from_file(handle, str(in_path))
         measurements = handle["measurements"]
+        if measurements.dtype.kind not in "fiub":  # complex would lose its imaginary part in the float32 cast
+            raise ValueError(f"{in_path}: the measurements hold {measurements.dtype} values; scoreinv takes real "
+                             "numbers")
         expected = tuple(operator.out_shape)
         if measurements.ndim != len(expected) + 1 or tuple(measurements.shape[1:]) != expected:
             raise ValueError(f"{in_path}: measurements of shape {tuple(measurements.shape)} do not match the "
@@ -106,9 +114,10 @@ def read_input(in_path: Path) -> BatchInput:
                 raise ValueError(f"{in_path}: images of shape {tuple(images.shape)} do not match the "
                                  f"{n} measurements and the operator's images (N, "
                                  f"{', '.join(map(str, operator.in_shape))})")
+        whole, item_hashes = dataset_hashes(measurements)
         record = {"path": str(in_path.resolve()), "items": n, "measurements_shape": list(measurements.shape),
-                  "measurements_sha256": sha256_dataset(measurements), "has_images": has_images}
-    return BatchInput(in_path, n, operator, operator_config, has_images, record)
+                  "measurements_sha256": whole, "has_images": has_images}
+    return BatchInput(in_path, n, operator, operator_config, has_images, record, item_hashes)
 
 
 def load_prior(model: str | os.PathLike | None, device: torch.device | None,
@@ -126,14 +135,10 @@ def load_prior(model: str | os.PathLike | None, device: torch.device | None,
     operator:
         The input's operator: the prior must work on its images.
     """
-    from scoreinv.checkpoint import PRIORS, default_prior, load_model, resolve_checkpoint
+    from scoreinv.checkpoint import PRIORS, load_model, resolve_checkpoint
 
     if model is None:
-        channels, height, width = operator.in_shape
-        if height != width:
-            raise ValueError(f"no registered prior works on {height}×{width} images (they are square): "
-                             "pass a model")
-        model = default_prior(operator.modality, channels, height)
+        model = registered_prior_for(operator, tuple(operator.out_shape))
     if not isinstance(model, (str, os.PathLike)):
         raise ValueError(f"model must be a bundled model name or a checkpoint path, got {type(model).__name__}")
     path = resolve_checkpoint(model)
@@ -196,14 +201,23 @@ def _run_items(batches: list[list[int]], job: BatchInput, prior: Any, settings: 
             std = np.full(shape, np.nan, dtype=np.float32)
             good = [k for k in range(count) if not failed[k]]
             if good:
-                good_mean, good_std = _posterior_rows(y[good], [chunk[k] for k in good], job, prior, settings, device,
-                                                     width)
-                mean[good], std[good] = good_mean.numpy(), good_std.numpy()
+                try:
+                    good_mean, good_std = _posterior_rows(y[good], [chunk[k] for k in good], job, prior, settings,
+                                                         device, width)
+                    mean[good], std[good] = good_mean.numpy(), good_std.numpy()
+                except ValueError:  # an item diverged: run them one by one (same result) to find it
+                    for k in good:
+                        try:
+                            one_mean, one_std = _posterior_rows(y[[k]], [chunk[k]], job, prior, settings, device, width)
+                            mean[k], std[k] = one_mean[0].numpy(), one_std[0].numpy()
+                        except ValueError as error:
+                            failed[k], reasons[k] = 1, str(error).splitlines()[0]
                 for k in good:
-                    if not np.isfinite(mean[k]).all():
+                    if not failed[k] and not np.isfinite(mean[k]).all():
                         failed[k], reasons[k] = 1, "the reconstruction is not finite"
             arrays: dict[str, Any] = {"items": np.asarray(chunk, dtype=np.int64), "reconstructions": mean,
-                                      "failed": failed, "failure_reason": reasons}
+                                      "failed": failed, "failure_reason": reasons,
+                                      "measurement_sha256": [job.item_hashes[i] for i in chunk]}
             if settings.num_samples > 1:
                 arrays["posterior_std"] = std
             if images is not None:
@@ -294,6 +308,10 @@ def reconstruct_h5(
     Returns
     -------
     BatchSummary
+        With ``failed`` > 0 when items failed (a measurement with NaN or inf, a reconstruction
+        that is not finite): the output holds every finished item and flags the failed ones
+        (``failed_items``), and the work folder is kept, so that after the input is fixed the
+        same call computes only those items and completes the output.
 
     Raises
     ------
@@ -303,7 +321,10 @@ def reconstruct_h5(
         ``out_path`` or its work folder exists with a different configuration.
     ValueError
         Bad input: no ``measurements`` or ``operator`` attribute, shapes that do not fit the
-        operator or the model, bad settings.
+        operator or the model, bad settings, a device this machine does not have.
+    BatchInterrupted
+        Ctrl-C (a KeyboardInterrupt): the finished parts are kept for a resume; its message
+        says how many items are done.
     """
     start_time = time.perf_counter()
     in_path, out_path = Path(in_path), Path(out_path)
@@ -326,7 +347,7 @@ def reconstruct_h5(
     if state == "complete":
         return summary(out_path, 0, job.items, time.perf_counter() - start_time)
 
-    done = part_items(folder)
+    done = part_items(folder, job.item_hashes)
     barrier()  # everyone has seen the same finished parts before anyone adds one
     mine = [i for i in range(job.items) if i % world_.size == world_.rank]
     batches = _batches(mine, set(done), int(batch_size))
@@ -336,6 +357,8 @@ def reconstruct_h5(
                   disable=not (progress and world_.is_main)) as bar:
             _run_items(batches, job, prior, resolved, folder, device, bar, float(high - low), int(batch_size))
         ok = True
+    except KeyboardInterrupt:
+        raise BatchInterrupted(len(part_items(folder, job.item_hashes)), job.items) from None
     finally:
         everyone_ok = all_ok(ok)  # a failing rank stops the others here instead of leaving them waiting
     if not everyone_ok:
@@ -343,3 +366,15 @@ def reconstruct_h5(
     run = {"batch_size": int(batch_size), "device": str(device or "cpu"), "world_size": world_.size}
     _together(world_, merge_parts, folder, out_path, job, config, run, resolved.num_samples)
     return summary(out_path, job.items - len(done), len(done), time.perf_counter() - start_time)
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a batch job: the finished parts are kept, the same call resumes.
+
+    Its message is the one line the command line prints: ``interrupted; N items done, rerun
+    the same command to resume``.
+    """
+
+    def __init__(self, done: int, items: int) -> None:
+        super().__init__(f"interrupted; {done} items done, rerun the same command to resume")
+        self.done, self.items = done, items

@@ -24,7 +24,9 @@ settings takes ``--config FILE`` (.toml or .json), validated by its pydantic mod
 scoreinv.config; flags override the file, the file overrides the defaults, and what ran is
 stored with the output. ``torchrun --nproc_per_node=K -m scoreinv train|batch ...`` runs on K
 processes. A user mistake (missing or unreadable file, bad shape, invalid setting, unknown
-key) prints one line ``scoreinv: error: ...`` and exits 2. See docs/cli.md.
+key, a device this machine does not have) prints one line ``scoreinv: error: ...`` and exits 2;
+``batch`` with failed items exits 1 after listing them; Ctrl-C prints one line and exits 130.
+See docs/cli.md.
 """
 
 from __future__ import annotations
@@ -33,8 +35,12 @@ import sys
 
 from pydantic import ValidationError
 
-from scoreinv.app.cli.commands import COMMANDS, UserError, describe
+from scoreinv.app.cli.commands import COMMANDS, ItemsFailed, UserError, describe
 from scoreinv.app.cli.parser import build_parser
+from scoreinv.devices import check_device
+
+#: The exit code after Ctrl-C (128 + SIGINT), as a shell reports it.
+INTERRUPTED = 130
 
 __all__ = ["main", "build_parser", "UserError"]
 
@@ -45,14 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     Returns
     -------
     int
-        The exit code: 0, or 2 after a user mistake, reported as one line on stderr
-        (``scoreinv: error: ...``). Usage mistakes exit 2 from the parser.
+        The exit code: 0; 2 after a user mistake, reported as one line on stderr
+        (``scoreinv: error: ...``; usage mistakes exit 2 from the parser); 1 when ``batch``
+        finished with failed items (listed on one line); 130 after Ctrl-C (one line).
     """
     from scoreinv.distributed import shutdown
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_device(getattr(args, "device", None))  # before any file is read or written
         COMMANDS[args.handler](args)
     except ValidationError as error:
         print(f"scoreinv: error: invalid configuration: {describe(error)}", file=sys.stderr)
@@ -64,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         print(f"scoreinv: error: {first_line}", file=sys.stderr)
         return 2
+    except ItemsFailed as error:
+        print(f"scoreinv: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as error:  # a batch job says how far it got; anything else is just stopped
+        print(f"scoreinv: {str(error) or 'interrupted'}", file=sys.stderr)
+        return INTERRUPTED
     finally:
         shutdown()  # under torchrun: leave the process group so that every process exits cleanly
     return 0

@@ -38,6 +38,10 @@ class UserError(Exception):
     """A mistake in the command's input: reported as one line, exit code 2."""
 
 
+class ItemsFailed(Exception):
+    """``batch`` wrote its output but some items failed: reported as one line, exit code 1."""
+
+
 def describe(error: ValidationError) -> str:
     """A pydantic error as one line: ``where: what`` per problem, unknown keys named."""
     problems = []
@@ -233,19 +237,31 @@ def _registered_prior(operator: OperatorConfig, measurement_shape: tuple[int, ..
     measurements of this shape, then the library's rule (:func:`scoreinv.checkpoint.default_prior`)."""
     from scoreinv.checkpoint import PRIORS, default_prior
 
+    fitting: dict[tuple[int, ...], list[str]] = {}  # measurement shape (smallest size) -> the priors taking it
     for entry in PRIORS.values():
         size = _image_size_for(operator, measurement_shape, entry.channels,
                                range(entry.image_size, entry.max_image_size + 1))
         if size is not None:
             modality = operator.build(size, entry.channels).modality
             return default_prior(modality, entry.channels, size), size
-    raise UserError(f"no registered prior fits measurements of shape {tuple(measurement_shape)} from operator "
-                    f"{operator.kind!r}: pass --model")
+        try:
+            expected = tuple(operator.build(entry.image_size, entry.channels).out_shape)
+        except ValueError:
+            continue
+        fitting.setdefault(expected, []).append(entry.describe())
+    sinogram = operator.kind == "radon"
+    given = f"measurements of shape {tuple(measurement_shape)}"
+    if sinogram:
+        given = f"a sinogram of {measurement_shape[-1]} detectors ({given})"
+    takes = "; ".join(f"{shape}{f' ({shape[-1]} detectors)' if sinogram else ''}: {'; '.join(names)}"
+                      for shape, names in fitting.items())
+    takes = f"; the registered priors take {takes} (a patch prior: up to its largest size)" if fitting else ""
+    raise UserError(f"no registered prior fits {given} from operator {operator.kind!r}{takes}: pass --model")
 
 
 def command_reconstruct(args: argparse.Namespace) -> None:
-    from scoreinv.checkpoint import default_prior, load_model
-    from scoreinv.reconstruct import posterior, resolve_settings
+    from scoreinv.checkpoint import load_model
+    from scoreinv.reconstruct import posterior, registered_prior_for, resolve_settings
 
     flags = {"model": args.model, **operator_flags(args), **settings_flags(args)}
     config = configure(ReconstructConfig, args.config, flags)
@@ -273,10 +289,7 @@ def command_reconstruct(args: argparse.Namespace) -> None:
         files.check_output(path, (".json",) if path.suffix == ".json" else (".npy", ".png"), args.overwrite)
     if model is None:
         if model_name is None:
-            channels, height, width = operator.in_shape
-            if height != width:
-                raise UserError(f"no registered prior works on {height}×{width} images: pass --model")
-            model_name = default_prior(operator.modality, channels, height)
+            model_name = registered_prior_for(operator, tuple(operator.out_shape))
         model = load_model(model_name, device=args.device)
     if indices is None:  # a .npy input: its items are numbered from 0, one item alone is item 0
         batched = measurements.ndim == len(operator.out_shape) + 1
@@ -316,8 +329,19 @@ def command_batch(args: argparse.Namespace) -> None:
                              batch_size=config.batch_size, device=args.device, overwrite=args.overwrite)
     if world().is_main:  # under torchrun every process runs this command: one summary line
         quality = f"; mean PSNR {summary.psnr:.2f} dB, SSIM {summary.ssim:.3f}" if summary.psnr is not None else ""
-        print(f"{summary.items} items: {summary.computed} reconstructed, {summary.reused} already done, "
+        print(f"{summary.items} items: {summary.computed} computed, {summary.reused} already done, "
               f"{summary.failed} failed in {summary.seconds:.1f} s{quality}; wrote {summary.path}")
+    if summary.failed:
+        by_reason: dict[str, list[int]] = {}
+        for item, reason in summary.failed_items:
+            by_reason.setdefault(reason, []).append(item)
+        shown = "; ".join(f"item{'s' * (len(items) > 1)} {', '.join(map(str, items[:8]))}"
+                          f"{f' and {len(items) - 8} more' if len(items) > 8 else ''} ({reason})"
+                          for reason, items in by_reason.items())
+        finished = summary.items - summary.failed
+        held = f"the {finished} finished item{'s' * (finished != 1)}" if finished else "no finished item"
+        raise ItemsFailed(f"{summary.failed} of {summary.items} items failed: {shown}; {summary.path} holds {held}; "
+                          "fix the input and rerun the same command to complete it")
 
 
 def _check_output(path: Path, overwrite: bool) -> None:
