@@ -103,7 +103,7 @@ def main() -> None:
                           f"{quality.std():.2f} | {structure.mean():.3f} ± {structure.std():.3f} | {seconds:.1f} | "
                           f"{peak_memory_gb():.2f} |", flush=True)
                     if label == "real" and views == args.views[0] and noise == args.noise[-1]:
-                        shown[name.split(" (")[0]] = estimate
+                        shown[name.split(" (")[0].split(" {")[0]] = estimate
                         shown["truth"] = truth
     if args.figure:
         from real_ct import figure
