@@ -252,6 +252,8 @@ def register_prior(name: str, path: str | os.PathLike, *, modality: str, channel
 register_prior("ct-anatomy", WEIGHTS_DIR / "ct-anatomy.pt", modality="ct", channels=1, image_size=64)
 register_prior("ct-phantom", WEIGHTS_DIR / "ct-phantom.pt", modality="ct", channels=1, image_size=64)
 register_prior("color-histology", WEIGHTS_DIR / "color-histology.pt", modality="colour", channels=3, image_size=64)
+# scikit-learn's 8×8 handwritten digits (docs/classifier.md): the prior of the digits-classifier pair.
+register_prior("digits", WEIGHTS_DIR / "digits.pt", modality="digits", channels=1, image_size=8)
 
 
 def bundled_models() -> list[str]:
