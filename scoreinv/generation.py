@@ -29,6 +29,34 @@ def resolve_label(classifier: Any, label: int | str | torch.Tensor) -> int | tor
     return label
 
 
+def guided_prior(prior: Any, classifier: Any, label: int | str | torch.Tensor | None,
+                 classifier_scale: float | None, device: torch.device | str | None = None) -> tuple[Any, dict[str, Any]]:
+    """The prior's score guided to class ``label`` by ``classifier`` (name, path or object), and a
+    record of what ran (classifier, class index and name, scale) for the output's settings."""
+    from scoreinv.classifier import guidance_sde_check, resolve_classifier
+    from scoreinv.sampling import ClassifierGuidedScore, prior_device
+
+    if classifier is None:
+        raise ValueError("label=... and classifier_scale=... need a classifier=... to guide the sampler")
+    if label is None:
+        raise ValueError("classifier guidance needs the class: pass label=...")
+    loaded = resolve_classifier(classifier, device=device if device is not None else prior_device(prior))
+    if getattr(prior, "sde", None) is not None:
+        guidance_sde_check(prior.sde, loaded)
+    scale = classifier_scale if classifier_scale is not None else float(getattr(loaded, "default_scale", 1.0))
+    index = resolve_label(loaded, label)
+    names = getattr(loaded, "class_names", None)
+    record = {
+        "classifier": classifier if isinstance(classifier, (str, os.PathLike)) else type(classifier).__name__,
+        "label": index.tolist() if isinstance(index, torch.Tensor) else index,
+        "classifier_scale": scale,
+    }
+    if names is not None and not isinstance(index, torch.Tensor):
+        record["class_name"] = names[index]
+    record["classifier"] = str(record["classifier"])
+    return ClassifierGuidedScore(prior, loaded, index, scale), record
+
+
 def sample(
     prior: Any,
     shape: int | Sequence[int],
@@ -69,15 +97,12 @@ def sample(
         if label is not None or classifier_scale is not None:
             raise ValueError("label=... and classifier_scale=... need a classifier=... to guide the sampler")
         return _sample(prior, shape, method, device=device, **options)
-    from scoreinv.classifier import guidance_sde_check, resolve_classifier
     from scoreinv.sampling import prior_device
 
-    classifier = resolve_classifier(classifier, device=device if device is not None else prior_device(prior))
-    sde = options.get("sde") or getattr(prior, "sde", None)
-    if sde is not None:
-        guidance_sde_check(sde, classifier)
-    if label is None:
-        raise ValueError("classifier guidance needs the class: pass label=...")
-    scale = classifier_scale if classifier_scale is not None else float(getattr(classifier, "default_scale", 1.0))
-    return _sample(prior, shape, method, device=device, classifier=classifier,
-                   label=resolve_label(classifier, label), classifier_scale=scale, **options)
+    device = device if device is not None else prior_device(prior)  # the guided score is no module
+    if isinstance(shape, int):
+        from scoreinv.sampling import prior_item_shape
+
+        shape = (shape, *prior_item_shape(prior))
+    guided, _ = guided_prior(prior, classifier, label, classifier_scale, device)
+    return _sample(guided, shape, method, device=device, **options)

@@ -159,7 +159,7 @@ def command_train(args: argparse.Namespace) -> None:
 
 
 def command_train_classifier(args: argparse.Namespace) -> None:
-    from scoreinv.checkpoint import default_prior, load_model
+    from scoreinv.checkpoint import default_prior, read_checkpoint, resolve_checkpoint
     from scoreinv.classifier import (ClassifierConfig, ClassifierRunConfig, TimeClassifier, data_statistics,
                                      train_classifier)
     from scoreinv.datasets.labelled import read_labelled_h5
@@ -174,16 +174,16 @@ def command_train_classifier(args: argparse.Namespace) -> None:
              "training.dequantize_levels": args.dequantize_levels, "training.seed": args.seed}
     run = configure(ClassifierRunConfig, args.config, flags)
     prior_name = args.prior or default_prior(None, images.shape[1], images.shape[-1])
-    prior = load_model(prior_name)
-    if (prior.channels, prior.image_size) != (images.shape[1], images.shape[-1]):
-        raise UserError(f"the prior {prior_name} models {prior.channels}-channel {prior.image_size}² images, "
-                        f"{args.data} holds {images.shape[1]}-channel {images.shape[-1]}² images")
+    prior = read_checkpoint(resolve_checkpoint(prior_name))["model_config"]  # its SDE and images, no weights
+    if (prior.unet.channels, prior.unet.image_size) != (images.shape[1], images.shape[-1]):
+        raise UserError(f"the prior {prior_name} models {prior.unet.channels}-channel {prior.unet.image_size}² "
+                        f"images, {args.data} holds {images.shape[1]}-channel {images.shape[-1]}² images")
     low, high = prior.value_range
     if float(images.min()) < low - 1e-6 or float(images.max()) > high + 1e-6:
         raise UserError(f"{args.data} has values outside the prior's value range {prior.value_range}")
     mean, std = data_statistics(images)
     config = ClassifierConfig(class_names=names, image_size=images.shape[-1], channels=images.shape[1],
-                              sde=prior.config.sde, architecture=run.architecture, value_range=prior.value_range,
+                              sde=prior.sde, architecture=run.architecture, value_range=prior.value_range,
                               data_mean=mean, data_std=std, prior=str(prior_name))
     model = TimeClassifier(config, seed=run.training.seed)
     result = train_classifier(model, images, labels, run.training, checkpoint_path=args.out,
