@@ -141,6 +141,32 @@ def print_rows(name: str, names, rows: list[dict], n: int) -> None:
               f"{min(row['diversity']):.2f} / {np.mean(row['diversity']):.2f} | {row['nfe']} | {row['seconds']:.0f} |")
 
 
+def inpaint_table(prior, classifier, judge_model, test_x: torch.Tensor, test_y: torch.Tensor, args) -> None:
+    """Both terms of the Bayes rule: inpaint held-out digits from their top half, unguided, under their
+    own class and under another class (c + 5 mod 10); how the judge reads the completed digits."""
+    import scoreinv
+    from scoreinv.operators import MaskOp
+
+    n = args.inpaint
+    images, labels = test_x[:n], test_y[:n]
+    mask = torch.zeros(8, 8)
+    mask[:4] = 1  # the top four rows are known
+    operator = MaskOp(mask)
+    y = operator(images)
+    print(f"\ninpainting {n} held-out digits from their top half (replacement, {args.inpaint_steps} steps, "
+          f"scale {classifier.default_scale:g})")
+    print("| guided to | judged as the true class | judged as the requested class | seconds |")
+    print("|---|---:|---:|---:|")
+    for title, requested in (("no class", None), ("the true class", labels), ("another class (c + 5)", (labels + 5) % 10)):
+        started = time.perf_counter()
+        options = {} if requested is None else {"classifier": classifier, "label": requested}
+        result = scoreinv.posterior(y, operator, prior, steps=args.inpaint_steps, seed=0, progress=False, **options)
+        verdict = torch.from_numpy(judge_model.predict(result.mean.clamp(0, 1).flatten(1).numpy()))
+        asked = "–" if requested is None else f"{float((verdict == requested).float().mean()):.3f}"
+        print(f"| {title} | {float((verdict == labels).float().mean()):.3f} | {asked} | "
+              f"{time.perf_counter() - started:.0f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", nargs="+", default=["digits", "ct"], choices=["digits", "ct"])
@@ -158,6 +184,8 @@ def main() -> None:
     parser.add_argument("--figures", type=Path, default=None, help="write the figures here (test run)")
     parser.add_argument("--api-check", action="store_true",
                         help="also run scoreinv.sample(load_model('digits'), 64, classifier=..., label=3, seed=0) as written")
+    parser.add_argument("--inpaint", type=int, default=0, help="also inpaint this many held-out digits (0: skip)")
+    parser.add_argument("--inpaint-steps", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     limit_threads(args.threads)
@@ -187,6 +215,8 @@ def main() -> None:
             for row in rows:
                 save_grid(row["samples"], row["labels"], names, 10, args.figures / f"classifier_digits_scale{row['scale']:g}.png",
                           f"digits prior guided by digits-classifier, scale {row['scale']:g}")
+        if args.inpaint:
+            inpaint_table(prior, classifier, digits_judge, test_x, test_y, args)
         if args.api_check:
             import scoreinv
 
