@@ -171,3 +171,32 @@ def test_cli_train_classifier_and_guided_sample(tmp_path, capsys):
                  "--label", "bright"]) == 2
     assert "needs both --classifier and --label" in capsys.readouterr().err
     assert main(["train-classifier", str(tmp_path / "missing.h5"), str(out), "--prior", str(prior_path)]) == 2
+
+
+@pytest.mark.parametrize("name", ["digits-classifier", "ct-region-classifier"])
+def test_bundled_classifiers_load_and_fit_their_priors(name):
+    from scoreinv.checkpoint import load_model
+
+    entry = CLASSIFIERS[name]
+    assert entry.path.stat().st_size < 2**20  # float16 exports
+    classifier = load_classifier(name)
+    prior = load_model(entry.prior)
+    assert repr(classifier.sde) == repr(prior.sde)
+    assert (classifier.channels, classifier.image_size) == (prior.channels, prior.image_size)
+    assert classifier.default_scale > 0 and classifier.config.prior == entry.prior
+
+
+@pytest.mark.slow
+def test_the_bundled_digits_pair_samples_a_three_as_written():
+    """The call of the docs, with its defaults (1000 PC steps and a Langevin corrector)."""
+    from sklearn.svm import SVC
+
+    import scoreinv
+    from scoreinv.checkpoint import load_model
+    from scoreinv.datasets.labelled import digits_labelled
+
+    x = scoreinv.sample(load_model("digits"), 64, classifier="digits-classifier", label=3, seed=0, progress=False)
+    assert x.shape == (64, 1, 8, 8)
+    (train_x, train_y), _, _ = digits_labelled()
+    judge = SVC(C=10.0).fit(train_x.flatten(1).numpy(), train_y.numpy())
+    assert (judge.predict(x.clamp(0, 1).flatten(1).numpy()) == 3).mean() >= 0.8
