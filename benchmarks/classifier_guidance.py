@@ -132,6 +132,8 @@ def run_pair(name: str, prior, classifier, judge_model, references: torch.Tensor
 
 
 def print_rows(name: str, names, rows: list[dict], n: int) -> None:
+    if not rows:
+        return
     print(f"\n{name}: {n} samples per class, judged by the clean-image judge")
     print("| scale | judged as requested | worst class | per class | diversity ratio min / mean | NFE | seconds |")
     print("|---:|---:|---:|---|---|---:|---:|")
@@ -186,6 +188,8 @@ def main() -> None:
                         help="also run scoreinv.sample(load_model('digits'), 64, classifier=..., label=3, seed=0) as written")
     parser.add_argument("--inpaint", type=int, default=0, help="also inpaint this many held-out digits (0: skip)")
     parser.add_argument("--inpaint-steps", type=int, default=200)
+    parser.add_argument("--accuracy-only", action="store_true",
+                        help="only the judges and the accuracy against t (no sampling): seconds")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     limit_threads(args.threads)
@@ -209,15 +213,16 @@ def main() -> None:
         curves["digits-classifier (359 held-out digits)"] = accuracy_by_time(classifier, test_x, test_y, TIMES)
         scales = args.scales or ([0.5, 1.0, 2.0, 4.0] if args.validate else [classifier.default_scale, 0.0])
         references = (train_x, train_y) if args.validate else (test_x, test_y)
-        rows = run_pair("digits", prior, classifier, digits_judge, *references, scales, args, seed)
+        rows = [] if args.accuracy_only else run_pair("digits", prior, classifier, digits_judge, *references, scales,
+                                                     args, seed)
         print_rows("digits", names, rows, args.digits_per_class)
         if args.figures is not None and not args.validate:
             for row in rows:
                 save_grid(row["samples"], row["labels"], names, 10, args.figures / f"classifier_digits_scale{row['scale']:g}.png",
                           f"digits prior guided by digits-classifier, scale {row['scale']:g}")
-        if args.inpaint:
+        if args.inpaint and not args.accuracy_only:
             inpaint_table(prior, classifier, digits_judge, test_x, test_y, args)
-        if args.api_check:
+        if args.api_check and not args.accuracy_only:
             import scoreinv
 
             started = time.perf_counter()
@@ -242,7 +247,8 @@ def main() -> None:
         curves["ct-region-classifier (300 held-out slices)"] = accuracy_by_time(classifier, test_x, test_y, TIMES)
         scales = args.scales or ([0.5, 1.0, 2.0, 4.0] if args.validate else [classifier.default_scale, 0.0])
         references = (train_x, train_y) if args.validate else (test_x, test_y)
-        rows = run_pair("ct", prior, classifier, ct_judge, *references, scales, args, seed)
+        rows = [] if args.accuracy_only else run_pair("ct", prior, classifier, ct_judge, *references, scales, args,
+                                                     seed)
         print_rows("CT regions (ct-anatomy prior)", names, rows, args.ct_per_class)
         if args.figures is not None and not args.validate:
             for row in rows:
@@ -255,7 +261,7 @@ def main() -> None:
     for i, t in enumerate(TIMES):
         print(f"| {t:g} | " + " | ".join(f"{curve[i]:.3f}" for curve in curves.values()) + " |")
     if args.figures is not None and not args.validate:
-        save_accuracy_figure(curves, args.figures / "classifier_accuracy_by_time.png")
+        save_accuracy_figure(curves, args.figures / f"classifier_accuracy_by_time_{'_'.join(args.pairs)}.png")
 
 
 if __name__ == "__main__":
