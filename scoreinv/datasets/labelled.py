@@ -51,8 +51,8 @@ def write_labelled_h5(
     if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
         raise ValueError(f"labels must have shape ({images.shape[0]},) to match the images, got {tuple(labels.shape)}")
     _check_labels(labels.double(), len(names), str(path))
-    with H5Writer(path, config, created_by=created_by or "scoreinv.datasets.write_labelled_h5", overwrite=overwrite,
-                  attributes={"class_names": json.dumps(names)}) as writer:
+    with H5Writer(path, config, created_by=created_by or "scoreinv.datasets.labelled.write_labelled_h5",
+                  overwrite=overwrite, attributes={"class_names": json.dumps(names)}) as writer:
         writer.append(images=images, labels=labels.float())
     return Path(path)
 
@@ -75,7 +75,7 @@ def read_labelled_h5(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tenso
     attributes = read_h5_attributes(path)
     if "class_names" not in attributes:
         raise ValueError(f"{path} has no 'class_names' attribute: not a labelled data set "
-                         "(write one with scoreinv.datasets.write_labelled_h5)")
+                         "(write one with scoreinv.datasets.labelled.write_labelled_h5)")
     try:
         names = tuple(str(name) for name in json.loads(attributes["class_names"]))
     except (TypeError, json.JSONDecodeError) as error:
