@@ -29,6 +29,7 @@ Bundled classifiers load by name (:data:`CLASSIFIERS`, :func:`register_classifie
 
 from __future__ import annotations
 
+import numbers
 import os
 import time
 from dataclasses import dataclass, field
@@ -195,8 +196,9 @@ class TimeClassifier(nn.Module):
                 label = int(label)
             else:
                 raise ValueError(f"unknown class {label!r}; this classifier knows {list(self.class_names)}")
-        if isinstance(label, bool) or not isinstance(label, int):
+        if isinstance(label, bool) or not isinstance(label, numbers.Integral):
             raise TypeError(f"label must be a class index or name, got {type(label).__name__}")
+        label = int(label)
         if not 0 <= label < self.num_classes:
             raise ValueError(f"label {label} out of range: this classifier has {self.num_classes} classes "
                              f"{list(self.class_names)}")
@@ -344,9 +346,14 @@ def load_classifier(path_or_name: str | os.PathLike, device: str | torch.device 
         raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
     path = _resolve(path_or_name)
     content = read_classifier(path)
-    stored = content["ema"]["shadow"] if weights == "ema" and content["ema"] is not None else content["weights"]
-    if stored is None:
-        raise ValueError(f"{str(path)!r} holds no {weights} weights")
+    if weights == "ema":
+        if content["ema"] is None:
+            raise ValueError(f"{str(path)!r} holds no EMA weights; load it with weights='raw'")
+        stored = content["ema"]["shadow"]
+    else:
+        stored = content["weights"]
+        if stored is None:
+            raise ValueError(f"{str(path)!r} holds no raw weights (an export keeps only EMA); use weights='ema'")
     model = TimeClassifier(content["classifier_config"])
     model.load_state_dict(_state_for(model, stored, repr(str(path))))
     model.eval()
