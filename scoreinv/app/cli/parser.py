@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from scoreinv.classifier import ClassifierTrainingConfig
 from scoreinv.config import (
     BatchConfig,
     ColourDataConfig,
@@ -31,7 +32,6 @@ from scoreinv.config import (
     SimulateConfig,
     TrainingConfig,
 )
-from scoreinv.classifier import ClassifierTrainingConfig
 
 DESCRIPTION = "The ``scoreinv`` command line: parse, validate (pydantic), call the library."
 MODEL_HELP = "registered prior name (ct-anatomy, ct-phantom, color-histology) or checkpoint path"
