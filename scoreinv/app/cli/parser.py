@@ -174,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the prior it will guide: its SDE makes the training noise (default: the registered prior "
                     "for the images' channels and size)")
     tc.add_argument("--config", type=Path,
-                    help=config_help.format("ClassifierRunConfig (in scoreinv.classifier): [architecture], [training]"))
+                    help="configuration file (.toml or .json) validated by scoreinv.classifier.ClassifierRunConfig: "
+                    "[architecture], [training]; flags override it")
     setting(tc, "--steps", ClassifierTrainingConfig, "steps", type=int)
     setting(tc, "--batch-size", ClassifierTrainingConfig, "batch_size", type=int)
     setting(tc, "--learning-rate", ClassifierTrainingConfig, "learning_rate", type=float)
