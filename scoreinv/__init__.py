@@ -5,6 +5,7 @@ The public face of the package::
     import scoreinv
     prior = scoreinv.load_model("path/to/model.pt")      # a trained prior (or GaussianPrior)
     x = scoreinv.sample(prior, 16, method="pc", seed=0)   # unconditional samples
+    x3 = scoreinv.sample(scoreinv.load_model("digits"), 64, classifier="digits-classifier", label=3, seed=0)
     result = scoreinv.log_likelihood(prior, x)            # logp (nats), bits/dim, NFE
     op = scoreinv.RadonOp(23, image_size=prior.image_size)
     x_hat = scoreinv.reconstruct(sinogram, operator=op, model=prior, seed=0)
@@ -32,7 +33,7 @@ _PUBLIC = {
     "MaskOp": "scoreinv.operators",
     "GrayscaleOp": "scoreinv.operators",
     "LinearOperator": "scoreinv.operators",
-    "sample": "scoreinv.sampling",
+    "sample": "scoreinv.generation",
     "log_likelihood": "scoreinv.likelihood",
     "LikelihoodResult": "scoreinv.likelihood",
     "GaussianPrior": "scoreinv.gaussian",
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
     from scoreinv.likelihood import LikelihoodResult, log_likelihood
     from scoreinv.operators import GrayscaleOp, LinearOperator, MaskOp, RadonOp
     from scoreinv.reconstruct import Posterior, posterior, reconstruct
-    from scoreinv.sampling import sample
+    from scoreinv.generation import sample
     from scoreinv.sde import SDE, SubVPSDE, VESDE, VPSDE
 
 

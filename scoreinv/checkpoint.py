@@ -268,6 +268,8 @@ register_prior("ct-phantom", WEIGHTS_DIR / "ct-phantom.pt", modality="ct", chann
 register_prior("color-histology", WEIGHTS_DIR / "color-histology.pt", modality="colour", channels=3, image_size=64)
 # The patch prior serves 64² too, but ct-anatomy, registered first, stays the 64² default (docs/models.md).
 register_prior("ct-patch", WEIGHTS_DIR / "ct-patch.pt", modality="ct", channels=1, image_size=64, max_image_size=512)
+# scikit-learn's 8×8 handwritten digits (docs/classifier.md): the prior of the digits-classifier pair.
+register_prior("digits", WEIGHTS_DIR / "digits.pt", modality="digits", channels=1, image_size=8)
 
 
 def bundled_models() -> list[str]:

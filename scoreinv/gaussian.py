@@ -115,3 +115,65 @@ class GaussianPrior:
         coords = z * self.eigenvalues.to(z).sqrt()[None]
         x = self._from_eigenbasis(coords) + self.mean.to(z).flatten()[None]
         return x.reshape(n, *self.item_shape).to(dtype)
+
+
+class GaussianClasses:
+    """K classes with Gaussian class-conditionals N(μ_c, Σ) (one shared Σ) and class weights π_c.
+
+    Every quantity of class-conditional generation is then exact under the SDE: the mixture's
+    score (``classes(x, t)``), the time-dependent classifier
+
+        log p_t(c | x) = log π_c + log N(x; m(t) μ_c, Σ_t) − log Σ_k π_k N(x; m(t) μ_k, Σ_t),
+
+    with Σ_t = m(t)² Σ + std(t)² I (``logits``: the quadratic term in x is common to all classes
+    and cancels in the softmax, leaving functions linear in x), and the class-conditional score,
+    that of :class:`GaussianPrior` ``class_prior(c)``. Bayes' rule ties them:
+    ∇ log p_t(x | c) = ∇ log p_t(x) + ∇ log p_t(c | x).
+
+    Parameters
+    ----------
+    sde:
+        The forward SDE.
+    means:
+        (K, *item_shape) class means, K ≥ 2.
+    covariance:
+        The shared covariance, as :class:`GaussianPrior` takes it (variances or a (D, D) matrix).
+    weights:
+        (K,) class probabilities π (default uniform).
+    """
+
+    def __init__(self, sde: SDE, means: torch.Tensor, covariance: torch.Tensor,
+                 weights: torch.Tensor | None = None) -> None:
+        if means.dim() < 2 or means.shape[0] < 2:
+            raise ValueError(f"means must have shape (K, *item_shape) with K >= 2, got {tuple(means.shape)}")
+        count = means.shape[0]
+        weights = torch.full((count,), 1.0 / count, dtype=torch.float64) if weights is None else \
+            weights.detach().to(torch.float64)
+        if weights.shape != (count,) or (weights <= 0).any() or abs(float(weights.sum()) - 1) > 1e-9:
+            raise ValueError(f"weights must be {count} positive numbers summing to 1, got {weights.tolist()}")
+        self.sde = sde
+        self.weights = weights
+        self.classes = [GaussianPrior(sde, mean, covariance) for mean in means]
+        self.item_shape = self.classes[0].item_shape
+        self.channels, self.image_size = self.classes[0].channels, self.classes[0].image_size
+
+    def class_prior(self, label: int) -> GaussianPrior:
+        """The exact class-conditional prior N(μ_c, Σ)."""
+        return self.classes[label]
+
+    def logits(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """log π_c + log N(x; m μ_c, Σ_t), shape (B, K): log_softmax of it is log p_t(c | x)."""
+        return torch.stack([prior.log_prob(x, t) for prior in self.classes], dim=1) + self.weights.to(x).log()
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The mixture's score Σ_c p_t(c | x) ∇ log N(x; m μ_c, Σ_t), shape of x."""
+        posterior = torch.softmax(self.logits(x, t), dim=1)
+        scores = torch.stack([prior(x, t) for prior in self.classes], dim=1)
+        return (posterior.view(*posterior.shape, *([1] * (x.dim() - 1))) * scores).sum(dim=1)
+
+    score = __call__
+
+    def sample(self, n: int, label: int, generator: torch.Generator | None = None,
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """n draws of class ``label``: x_0 ~ N(μ_c, Σ)."""
+        return self.classes[label].sample(n, generator, dtype)

@@ -272,6 +272,9 @@ def posterior(
     device: torch.device | str | None = None,
     progress: bool = True,
     item_seeds: Sequence[int] | None = None,
+    classifier: Any = None,
+    label: int | str | torch.Tensor | None = None,
+    classifier_scale: float | None = None,
     **overrides: Any,
 ) -> Posterior:
     """Posterior samples, mean and per-pixel std for measurements ``y``.
@@ -305,6 +308,13 @@ def posterior(
         so an item's result depends only on ``(seed, item_seeds[b], settings)``, not on the
         other items of the batch (batch reconstruction relies on this).
         ``None`` (default): one generator seeded with ``seed`` drives the whole batch.
+    classifier, label, classifier_scale:
+        Both terms of the score Bayes rule at once: the measurement's, and a class's from a
+        time-dependent classifier (a loaded one, a registered name such as ``digits-classifier``, or a
+        checkpoint path) that must have been trained on the prior's SDE. ``label`` is a class index
+        or name (or a (B,) tensor, one per item); ``classifier_scale`` defaults to the classifier's.
+        The prior's score is replaced by s(x, t) + scale ∇ₓ log p_t(label | x) before the method
+        is built (docs/classifier.md); what ran is added to ``settings``.
     """
     from scoreinv.sampling import prior_device
 
@@ -343,9 +353,19 @@ def posterior(
         generator = ItemGenerators.from_seeds(
             [item_seed(resolved.seed, i, s) for i in ids for s in range(num_samples)], device=device)
 
+    score, guidance = model, {}
+    if classifier is not None or label is not None or classifier_scale is not None:
+        from scoreinv.generation import guided_prior
+
+        if isinstance(label, torch.Tensor) and label.dim() == 1:
+            if label.shape[0] != items:
+                raise ValueError(f"{label.shape[0]} labels for {items} measurements")
+            label = label.repeat_interleave(num_samples)
+        score, guidance = guided_prior(model, classifier, label, classifier_scale, device)
+
     start = time.perf_counter()
     try:
-        result = conditional_sample(model, model.sde, operator, repeated, resolved, generator=generator,
+        result = conditional_sample(score, model.sde, operator, repeated, resolved, generator=generator,
                                     progress=progress)
     except ValueError as error:
         # The inputs were checked above: NaN or inf inside the sampler means it diverged, which a
@@ -369,7 +389,7 @@ def posterior(
         return value.to(tensor.device)
 
     return Posterior(mean=convert(mean), std=convert(std), samples=convert(samples), nfe=result.nfe,
-                     seconds=time.perf_counter() - start, settings=resolved.model_dump())
+                     seconds=time.perf_counter() - start, settings={**resolved.model_dump(), **guidance})
 
 
 def reconstruct(y: Any, operator: LinearOperator, model: Any = None, **options: Any) -> Any:

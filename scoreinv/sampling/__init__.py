@@ -21,6 +21,7 @@ from scoreinv.sampling.correctors import (
     make_corrector,
     register_corrector,
 )
+from scoreinv.sampling.classifier_guidance import ClassifierGuidedScore
 from scoreinv.sampling.ode import ode_sample
 from scoreinv.sampling.pc import (
     TIME_GRIDS,
@@ -82,8 +83,11 @@ def sample(
     seed: int | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
+    classifier: Any = None,
+    label: int | torch.Tensor | None = None,
+    classifier_scale: float = 1.0,
 ) -> torch.Tensor:
-    """Draw unconditional samples from a prior.
+    """Draw samples from a prior, unconditionally or of one class (classifier guidance).
 
     Parameters
     ----------
@@ -99,6 +103,11 @@ def sample(
         The same seed gives the same samples.
     device:
         Defaults to the prior's device.
+    classifier, label, classifier_scale:
+        Class-conditional sampling: ``classifier(x, t) -> logits`` of p_t(c | x_t) (a callable;
+        :func:`scoreinv.sample` also takes a registered name or a checkpoint path), the class c
+        (an index, or a (B,) tensor) and the guidance scale s: the sampler follows
+        s(x, t) + s ∇ₓ log p_t(c | x) (:class:`ClassifierGuidedScore`).
 
     Returns
     -------
@@ -112,6 +121,12 @@ def sample(
     if isinstance(shape, int):
         shape = (shape, *prior_item_shape(prior))
     device = torch.device(device) if device is not None else prior_device(prior)
+    if classifier is not None:
+        if label is None:
+            raise ValueError("classifier guidance needs the class: pass label=...")
+        prior = ClassifierGuidedScore(prior, classifier, label, classifier_scale)
+    elif label is not None:
+        raise ValueError("label=... needs a classifier=... to guide the sampler")
     if generator is None and seed is not None:
         generator = torch.Generator(device=device).manual_seed(int(seed))
     if method == "pc":
@@ -131,7 +146,7 @@ def sample(
 
 
 __all__ = [
-    "sample", "pc_sample", "ode_sample", "SampleResult", "Conditioning", "default_eps",
+    "sample", "ClassifierGuidedScore", "pc_sample", "ode_sample", "SampleResult", "Conditioning", "default_eps",
     "sampling_times", "TIME_GRIDS",
     "Predictor", "NonePredictor", "EulerMaruyamaPredictor", "ReverseDiffusionPredictor",
     "AncestralSamplingPredictor", "DDIMPredictor", "PREDICTORS", "make_predictor", "register_predictor",

@@ -1,7 +1,9 @@
 """The ``scoreinv`` command line: parse, validate (pydantic), call the library.
 
     scoreinv train DATA.npy|.h5 --out MODEL.pt [--config FILE] [--steps N] [--batch-size B] [--seed K] ...
+    scoreinv train-classifier DATA.h5 OUT.pt [--prior NAME|PATH] [--config FILE] [--steps N] [--batch-size B] ...
     scoreinv sample MODEL [--out samples.png|.npy] [--config FILE] [--n 16] [--method pc|ode] [--steps N] [--seed K]
+        [--classifier NAME|PATH --label CLASS [--scale S]]
     scoreinv reconstruct MEAS.npy|.h5 OUT.npy|.png [--model NAME|PATH] [--config FILE] [--items 0:10]
         [--operator radon|mask|grayscale] [--views 23] [--noise-std S] [--fraction F]
         [SAMPLER SETTINGS] [--device D] [--overwrite]

@@ -162,9 +162,45 @@ def command_train(args: argparse.Namespace) -> None:
         print(f"trained to step {result.step} in {result.seconds:.1f} s; {summary}; wrote {args.out}")
 
 
+def command_train_classifier(args: argparse.Namespace) -> None:
+    from scoreinv.checkpoint import default_prior, read_checkpoint, resolve_checkpoint
+    from scoreinv.classifier import (ClassifierConfig, ClassifierRunConfig, TimeClassifier, data_statistics,
+                                     train_classifier)
+    from scoreinv.datasets.labelled import read_labelled_h5
+
+    if args.out.suffix.lower() != ".pt":
+        raise UserError(f"the classifier checkpoint {args.out} must end in .pt")
+    images, labels, names = read_labelled_h5(args.data)
+    if images.shape[-2] != images.shape[-1]:
+        raise UserError(f"images must be square, got {images.shape[-2]}×{images.shape[-1]}")
+    flags = {"training.steps": args.steps, "training.batch_size": args.batch_size,
+             "training.learning_rate": args.learning_rate, "training.checkpoint_every": args.checkpoint_every,
+             "training.dequantize_levels": args.dequantize_levels, "training.seed": args.seed}
+    run = configure(ClassifierRunConfig, args.config, flags)
+    prior_name = args.prior or default_prior(None, images.shape[1], images.shape[-1])
+    prior = read_checkpoint(resolve_checkpoint(prior_name))["model_config"]  # its SDE and images, no weights
+    if (prior.unet.channels, prior.unet.image_size) != (images.shape[1], images.shape[-1]):
+        raise UserError(f"the prior {prior_name} models {prior.unet.channels}-channel {prior.unet.image_size}² "
+                        f"images, {args.data} holds {images.shape[1]}-channel {images.shape[-1]}² images")
+    low, high = prior.value_range
+    if float(images.min()) < low - 1e-6 or float(images.max()) > high + 1e-6:
+        raise UserError(f"{args.data} has values outside the prior's value range {prior.value_range}")
+    mean, std = data_statistics(images)
+    config = ClassifierConfig(class_names=names, image_size=images.shape[-1], channels=images.shape[1],
+                              sde=prior.sde, architecture=run.architecture, value_range=prior.value_range,
+                              data_mean=mean, data_std=std, prior=str(prior_name))
+    model = TimeClassifier(config, seed=run.training.seed)
+    result = train_classifier(model, images, labels, run.training, checkpoint_path=args.out,
+                              resume=not args.restart)
+    tail = result.accuracies[-100:]
+    summary = f"; batch accuracy of the last {len(tail)} steps {sum(tail) / len(tail):.3f}" if tail else ""
+    print(f"trained a {len(names)}-class classifier ({', '.join(names)}) on {len(labels)} images to step "
+          f"{result.step} in {result.seconds:.1f} s{summary}; wrote {args.out}")
+
+
 def command_sample(args: argparse.Namespace) -> None:
     from scoreinv.checkpoint import load_model
-    from scoreinv.sampling import sample
+    from scoreinv.generation import sample
 
     config = configure(SampleConfig, args.config, {"n": args.n, "method": args.method, "steps": args.steps,
                                                    "snr": args.snr, "seed": args.seed})
@@ -172,11 +208,23 @@ def command_sample(args: argparse.Namespace) -> None:
     for path in (args.out, record):
         files.check_output(path, (".npy", ".png") if path == args.out else (".json",), args.overwrite)
     prior = load_model(args.model, device=args.device)
+    guidance: dict[str, Any] = {}
+    if args.classifier is not None or args.label is not None or args.scale is not None:
+        from scoreinv.classifier import resolve_classifier
+
+        if args.classifier is None or args.label is None:
+            raise UserError("class-conditional sampling needs both --classifier and --label")
+        classifier = resolve_classifier(args.classifier, device=args.device)
+        scale = args.scale if args.scale is not None else classifier.default_scale
+        guidance = {"classifier": classifier, "label": args.label, "classifier_scale": scale}
     samples = sample(prior, config.n, method=config.method, steps=config.steps, predictor=config.predictor,
                      corrector=config.corrector, snr=config.snr, corrector_steps=config.corrector_steps,
-                     rtol=config.rtol, atol=config.atol, seed=config.seed)
+                     rtol=config.rtol, atol=config.atol, seed=config.seed, **guidance)
     files.write_images(args.out, samples)
-    files.write_json(record, {"command": "sample", "model": args.model, "config": config})
+    conditioned = {} if not guidance else {
+        "classifier": args.classifier, "label": args.label, "class_index": guidance["classifier"].label_index(
+            args.label), "classifier_scale": guidance["classifier_scale"]}
+    files.write_json(record, {"command": "sample", "model": args.model, "config": config, **conditioned})
     print(f"wrote {config.n} samples to {args.out} (configuration in {record})")
 
 
@@ -458,6 +506,7 @@ def command_data_simulate(args: argparse.Namespace) -> None:
 
 COMMANDS = {
     "train": command_train,
+    "train_classifier": command_train_classifier,
     "sample": command_sample,
     "reconstruct": command_reconstruct,
     "batch": command_batch,

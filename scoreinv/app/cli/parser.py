@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from scoreinv.classifier import ClassifierTrainingConfig
 from scoreinv.config import (
     BatchConfig,
     ColourDataConfig,
@@ -179,7 +180,28 @@ def build_parser() -> argparse.ArgumentParser:
                        "cuda:LOCAL_RANK (default: the CPU)")
     train.set_defaults(handler="train")
 
-    sampler = commands.add_parser("sample", help="draw unconditional samples", formatter_class=defaults)
+    tc = commands.add_parser("train-classifier", help="train a time-dependent classifier p_t(c | x_t) for guidance",
+                             formatter_class=defaults)
+    tc.add_argument("data", type=Path, metavar="DATA.h5",
+                    help="labelled images: 'images' (N, C, H, W), 'labels' (N,) and a 'class_names' attribute")
+    tc.add_argument("out", type=Path, metavar="OUT.pt", help="classifier checkpoint (resumed if it exists)")
+    tc.add_argument("--prior", default=None, metavar="NAME|PATH",
+                    help="the prior it will guide: its SDE makes the training noise (default: the registered prior "
+                    "for the images' channels and size)")
+    tc.add_argument("--config", type=Path,
+                    help="configuration file (.toml or .json) validated by scoreinv.classifier.ClassifierRunConfig: "
+                    "[architecture], [training]; flags override it")
+    setting(tc, "--steps", ClassifierTrainingConfig, "steps", type=int)
+    setting(tc, "--batch-size", ClassifierTrainingConfig, "batch_size", type=int)
+    setting(tc, "--learning-rate", ClassifierTrainingConfig, "learning_rate", type=float)
+    setting(tc, "--checkpoint-every", ClassifierTrainingConfig, "checkpoint_every", type=int)
+    setting(tc, "--dequantize-levels", ClassifierTrainingConfig, "dequantize_levels", type=int)
+    setting(tc, "--seed", ClassifierTrainingConfig, "seed", type=int)
+    tc.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    tc.set_defaults(handler="train_classifier")
+
+    sampler = commands.add_parser("sample", help="draw samples (of one class with --classifier)",
+                                  formatter_class=defaults)
     sampler.add_argument("model", help=MODEL_HELP)
     sampler.add_argument("--out", type=Path, default=Path("samples.png"),
                          help=".png grid or .npy array; the configuration goes next to it as .json")
@@ -189,6 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
     setting(sampler, "--steps", SampleConfig, "steps", type=int)
     setting(sampler, "--snr", SampleConfig, "snr", type=float)
     setting(sampler, "--seed", SampleConfig, "seed", type=int)
+    sampler.add_argument("--classifier", default=None, metavar="NAME|PATH",
+                         help="guide the sampler to one class with this time-dependent classifier "
+                         "(digits-classifier, ct-region-classifier, or a checkpoint path)")
+    sampler.add_argument("--label", default=None, help="the class: a class name of the classifier or its index")
+    sampler.add_argument("--scale", type=float, default=None,
+                         help="classifier guidance scale (default: the classifier's, chosen on validation samples)")
     sampler.add_argument("--overwrite", action="store_true", help="replace existing output files")
     sampler.add_argument("--device", default=None, help="cpu, cuda, ... (default: the CPU)")
     sampler.set_defaults(handler="sample")
