@@ -28,7 +28,6 @@ only, float16 parameters), and load back as float32.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +37,10 @@ import torch
 from torch import nn
 
 from scoreinv._version import __version__
-from scoreinv.atomic import fsync_folder
+from scoreinv.atomic import atomic_path
 from scoreinv.config import ModelConfig, TrainingConfig
 from scoreinv.models import EMA, ScoreModel
+from scoreinv.registries import register
 
 FORMAT = "scoreinv-checkpoint"
 FORMAT_VERSION = 1
@@ -64,20 +64,9 @@ def _cpu_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temp file next to ``path``, fsync, then os.replace onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
-    fsync_folder(path.parent)  # make the rename itself durable
+    """torch.save through :func:`scoreinv.atomic.atomic_path`: complete or absent, normal permissions."""
+    with atomic_path(path) as temporary:
+        torch.save(obj, temporary)
 
 
 def _content(
@@ -241,10 +230,10 @@ PRIORS: dict[str, PriorEntry] = {}
 
 def register_prior(name: str, path: str | os.PathLike, *, modality: str, channels: int, image_size: int) -> PriorEntry:
     """Make the checkpoint at ``path`` loadable as ``load_model(name)`` and eligible as the default
-    prior of operators of ``modality`` on (channels, image_size, image_size) images."""
+    prior of operators of ``modality`` on (channels, image_size, image_size) images. A name already
+    registered is a ValueError."""
     entry = PriorEntry(str(name), Path(path), str(modality), int(channels), int(image_size))
-    PRIORS[entry.name] = entry
-    return entry
+    return register(PRIORS, entry.name, entry, "prior")
 
 
 # ct-anatomy first: the CT default. Trained on anatomy slices as well as the phantom families, it
@@ -271,6 +260,22 @@ def default_prior(modality: str | None, channels: int, image_size: int) -> str:
     raise ValueError(
         f"no bundled prior fits {wanted} images (bundled: {available}). Train one on your images with "
         f"`scoreinv train IMAGES.h5 PRIOR.pt` and pass model='PRIOR.pt'")
+
+
+def default_prior_for(operator: Any) -> str:
+    """The name of the registered prior for a sized ``operator``: its ``modality`` and the
+    (channels, N, N) images it works on (:func:`default_prior`). The one rule that
+    ``reconstruct``, the command line and batch reconstruction follow when no model is given.
+
+    Raises
+    ------
+    ValueError
+        For non-square images (no registered prior models them), or when none fits.
+    """
+    channels, height, width = (int(s) for s in operator.in_shape)
+    if height != width:
+        raise ValueError(f"no registered prior works on {height}×{width} images (they are square): pass a model")
+    return default_prior(getattr(operator, "modality", None), channels, height)
 
 
 def resolve_checkpoint(path_or_name: str | os.PathLike) -> Path:

@@ -16,7 +16,7 @@ against the operator. The families choose (measured values in docs/reconstruct.m
 (a) noise-aware gain κ = 0.25, FBP windows shepp-logan in the steps and hann in the final step.
 
 With no model given, the prior is the registered one for the operator's modality, channels and
-image size (:func:`scoreinv.checkpoint.default_prior`); an operator built without a size
+image size (:func:`scoreinv.checkpoint.default_prior_for`); an operator built without a size
 (``RadonOp(23)``, ``GrayscaleOp()``) takes it from the measurement or the model.
 
 Two functions with fixed return types:
@@ -177,14 +177,11 @@ def _prior_and_operator(model: Any, operator: LinearOperator, measurement_shape:
                         device: torch.device | str | None) -> tuple[Any, LinearOperator]:
     """The prior (given, by name or path, or the registered default) and the operator bound to
     the measurement's and the prior's image size."""
-    from scoreinv.checkpoint import default_prior, load_model
+    from scoreinv.checkpoint import default_prior_for, load_model
 
     if model is None:
         operator = operator.bind(measurement_shape=measurement_shape)
-        channels, height, width = operator.in_shape
-        if height != width:
-            raise ValueError(f"no bundled prior works on {height}×{width} images (they are square): pass model=...")
-        model = default_prior(operator.modality, channels, height)
+        model = default_prior_for(operator)
     if isinstance(model, str) or hasattr(model, "__fspath__"):
         model = load_model(model, device=device)
     if getattr(model, "sde", None) is None:

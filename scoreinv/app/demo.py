@@ -84,7 +84,7 @@ def run_demo(
     :data:`scoreinv.checkpoint.PRIORS`); ``steps`` and ``num_samples`` None take
     :func:`scoreinv.reconstruct`'s defaults for the noisy RadonOp (the demo shows what a user
     gets without choosing anything)."""
-    from scoreinv.checkpoint import default_prior, load_model
+    from scoreinv.checkpoint import default_prior_for, load_model
     from scoreinv.classical import sirt
     from scoreinv.datasets.phantoms import phantoms
     from scoreinv.metrics import psnr, ssim
@@ -95,7 +95,7 @@ def run_demo(
         raise ValueError("n_images, views and num_samples must be >= 1 and noise >= 0")
     out_dir = Path(out_dir)
     if model is None:
-        model = default_prior("ct", 1, 64)
+        model = default_prior_for(RadonOp(views, 64))
     prior = load_model(model) if isinstance(model, (str, Path)) else model
     size = prior.image_size
     truth = phantoms("mixed", n_images, size, seed=HELD_OUT_SEED + seed)

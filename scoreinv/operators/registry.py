@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from scoreinv.registries import register
+
 from .base import ComposedOperator, LinearOperator
 from .grayscale import GrayscaleOp
 from .mask import MaskOp
@@ -40,8 +42,12 @@ def register_operator(type_name: str, builder: Builder | None = None):
 
     Returns
     -------
-    The builder (or the decorator). A later registration under the same name replaces the
-    earlier one.
+    The builder (or the decorator).
+
+    Raises
+    ------
+    ValueError
+        For a type name already registered (remove it from :data:`OPERATORS` first to replace it).
     """
     if not isinstance(type_name, str) or not type_name:
         raise ValueError(f"register_operator: the type name must be a non-empty string, got {type_name!r}")
@@ -51,8 +57,7 @@ def register_operator(type_name: str, builder: Builder | None = None):
         return decorate
     if not callable(builder):
         raise ValueError(f"register_operator({type_name!r}): the builder must be callable, got {builder!r}")
-    OPERATORS[type_name] = builder
-    return builder
+    return register(OPERATORS, type_name, builder, "operator type")
 
 
 def operator_from_config(config: dict, mask=None) -> LinearOperator:

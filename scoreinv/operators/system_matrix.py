@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import threading
 import warnings
 from collections import OrderedDict
@@ -30,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from scoreinv.atomic import atomic_path
 
 PROJECTORS = ("linear", "line", "strip")
 _CACHE_FORMAT = 1
@@ -224,20 +225,9 @@ def _load_from_disk(key, geometry, cache_dir) -> SystemMatrix | None:
 
 
 def _save_to_disk(key, geometry, matrix: SystemMatrix, cache_dir) -> None:
-    directory = Path(cache_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = _cache_file(key, directory)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"geometry": _geometry_record(geometry), "matrix": matrix.tensors()}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic: readers see the old file or the complete new one
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    # atomic: readers see the old file or the complete new one, with the mode of every other output
+    with atomic_path(_cache_file(key, cache_dir)) as temporary:
+        torch.save({"geometry": _geometry_record(geometry), "matrix": matrix.tensors()}, temporary)
 
 
 # --- applying a matrix with autograd ---------------------------------------------------------

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import torch
 
 from scoreinv.config import ReconstructionSettings
+from scoreinv.registries import register
 from scoreinv.sampling.pc import Conditioning, SampleResult, pc_sample
 from scoreinv.sde import SDE, ScoreFn
 
@@ -85,10 +86,11 @@ METHODS: dict[str, Method] = {}
 
 
 def register_method(cls: type[Method]) -> type[Method]:
-    """Class decorator: add a :class:`Method` to :data:`METHODS` under its ``name``."""
+    """Class decorator: add a :class:`Method` to :data:`METHODS` under its ``name``; a name already
+    registered is a ValueError."""
     if not cls.name:
         raise ValueError(f"{cls.__name__} needs a non-empty name to be registered")
-    METHODS[cls.name] = cls()
+    register(METHODS, cls.name, cls(), "method")
     return cls
 
 

@@ -119,21 +119,17 @@ def load_prior(model: str | os.PathLike | None, device: torch.device | None,
     ----------
     model:
         A registered prior's name or a checkpoint path; None: the registered prior for the
-        operator's modality, channels and image size (:func:`scoreinv.checkpoint.default_prior`),
+        operator's modality, channels and image size (:func:`scoreinv.checkpoint.default_prior_for`),
         the library's rule.
     device:
         Where to load it.
     operator:
         The input's operator: the prior must work on its images.
     """
-    from scoreinv.checkpoint import PRIORS, default_prior, load_model, resolve_checkpoint
+    from scoreinv.checkpoint import PRIORS, default_prior_for, load_model, resolve_checkpoint
 
     if model is None:
-        channels, height, width = operator.in_shape
-        if height != width:
-            raise ValueError(f"no registered prior works on {height}×{width} images (they are square): "
-                             "pass a model")
-        model = default_prior(operator.modality, channels, height)
+        model = default_prior_for(operator)
     if not isinstance(model, (str, os.PathLike)):
         raise ValueError(f"model must be a bundled model name or a checkpoint path, got {type(model).__name__}")
     path = resolve_checkpoint(model)
@@ -275,7 +271,7 @@ def reconstruct_h5(
         ``OUT.parts/`` (:func:`work_folder`).
     model:
         A registered prior's name or a checkpoint path; None (default): the registered prior for
-        the operator's modality, channels and image size (:func:`scoreinv.checkpoint.default_prior`).
+        the operator's modality, channels and image size (:func:`scoreinv.checkpoint.default_prior_for`).
         The output records which one ran (name or path, and the file's SHA-256).
     settings:
         Sampler settings (``None``: all defaults for the operator). Defaults are resolved and

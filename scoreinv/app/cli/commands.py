@@ -216,8 +216,8 @@ def command_likelihood(args: argparse.Namespace) -> None:
 def _registered_prior(operator: OperatorConfig, measurement_shape: tuple[int, ...]) -> str:
     """The registered prior for measurements made by ``operator`` (given by flags, so without a
     size): the first registered image shape whose operator produces measurements of this shape,
-    then the library's rule (:func:`scoreinv.checkpoint.default_prior`) for that operator."""
-    from scoreinv.checkpoint import PRIORS, default_prior
+    then the library's rule (:func:`scoreinv.checkpoint.default_prior_for`) for that operator."""
+    from scoreinv.checkpoint import PRIORS, default_prior_for
 
     for entry in PRIORS.values():
         try:
@@ -227,13 +227,13 @@ def _registered_prior(operator: OperatorConfig, measurement_shape: tuple[int, ..
         expected = tuple(candidate.out_shape)
         compared = min(len(expected), len(measurement_shape))
         if tuple(measurement_shape[-compared:]) == expected[-compared:]:
-            return default_prior(candidate.modality, entry.channels, entry.image_size)
+            return default_prior_for(candidate)
     raise UserError(f"no registered prior fits measurements of shape {tuple(measurement_shape)} from operator "
                     f"{operator.kind!r}: pass --model")
 
 
 def command_reconstruct(args: argparse.Namespace) -> None:
-    from scoreinv.checkpoint import default_prior, load_model
+    from scoreinv.checkpoint import default_prior_for, load_model
     from scoreinv.reconstruct import posterior, resolve_settings
 
     flags = {"model": args.model, **operator_flags(args), **settings_flags(args)}
@@ -260,10 +260,7 @@ def command_reconstruct(args: argparse.Namespace) -> None:
         files.check_output(path, (".json",) if path.suffix == ".json" else (".npy", ".png"), args.overwrite)
     if model is None:
         if model_name is None:
-            channels, height, width = operator.in_shape
-            if height != width:
-                raise UserError(f"no registered prior works on {height}×{width} images: pass --model")
-            model_name = default_prior(operator.modality, channels, height)
+            model_name = default_prior_for(operator)
         model = load_model(model_name, device=args.device)
     if indices is None:  # a .npy input: its items are numbered from 0, one item alone is item 0
         batched = measurements.ndim == len(operator.out_shape) + 1
