@@ -65,8 +65,8 @@ def _cpu_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def _atomic_save(obj: Any, path: Path) -> None:
     """torch.save through :func:`scoreinv.atomic.atomic_path`: complete or absent, normal permissions."""
-    with atomic_path(path) as temporary:
-        torch.save(obj, temporary)
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        torch.save(obj, handle)
 
 
 def _content(

@@ -185,9 +185,12 @@ FilterName = Literal["ram-lak", "shepp-logan", "cosine", "hann"]
 class ReconstructionSettings(StrictModel):
     """Sampler settings of a reconstruction: the one list of them.
 
-    ``None`` is "the operator family's choice": :func:`scoreinv.reconstruct.resolve_settings`
-    fills it from the operator's ``default_settings()`` (then from the method's own defaults)
-    and checks the method against the operator. :func:`scoreinv.posterior`, ``scoreinv
+    ``None`` is "not chosen": :func:`scoreinv.reconstruct.resolve_settings` picks the method
+    (the solvers' policy, from the operator's capabilities, noise and image size), fills the
+    fields that method reads from the policy, then from the method's own typed settings
+    (``Method.settings_model``), and checks them there; the fields the method does not read stay
+    None, so a resolved object names exactly what ran. Setting a field the method does not read
+    is an error. :func:`scoreinv.posterior`, ``scoreinv
     reconstruct``, ``scoreinv batch`` and the batch runner all go through it; the command-line
     flags are generated from these fields, and the resolved object is stored in every output.
     ``method``, ``predictor`` and ``corrector`` name entries of their registries
@@ -199,28 +202,32 @@ class ReconstructionSettings(StrictModel):
     steps: int | None = Field(None, ge=1, description="sampler steps (one predictor + corrector each)")
     snr: float | None = Field(None, ge=0, description="Langevin corrector signal-to-noise ratio")
     weight: float | None = Field(None, ge=0, le=1, description="consistency λ")
-    final_iterations: int | None = Field(None, ge=0, description="CG iterations of the final projection")
+    final_iterations: int | None = Field(
+        None, ge=0, description="consistency: CG iterations of the final projection (0: the FBP-based replacement)")
     final_damping: float | None = Field(None, ge=0, description="damping of the final projection")
     step_filter: FilterName | None = Field(None, description="FBP window of a RadonOp's consistency steps")
     final_filter: FilterName | None = Field(None, description="FBP window of a RadonOp's final replacement step")
     noise_weight: float | None = Field(
         None, ge=0, description="κ of the noise-aware consistency gain (0: off; needs noise_std > 0)")
     guidance_scale: float | None = Field(None, ge=0, description="guidance ζ")
-    guidance_max_ratio: float = Field(
-        10.0, gt=0, description="guidance cap ρ: the guidance term at most ρ × the prior score's norm")
+    guidance_max_ratio: float | None = Field(
+        None, gt=0, description="guidance cap ρ: the guidance term at most ρ × the prior score's norm")
     eta: float | None = Field(None, ge=0, le=1, description="decomposed: DDIM stochasticity η (0 deterministic, 1 ancestral)")
     zeta: float | None = Field(None, ge=0, le=1, description="decomposed: share ζ of the next noise level drawn fresh each step (1: re-noise the estimate); replaces η's rule when set")
     cg_iterations: int | None = Field(None, ge=0, description="decomposed: CG iterations of the consistency step on x̂₀")
+    projection_iterations: int | None = Field(
+        None, ge=0, description="decomposed: CG iterations of the last consistency step and of those below "
+        "projection_noise_level")
     projection_noise_level: float | None = Field(
         None, ge=0, description="decomposed: below this noise level σ_t (image units) a consistency step runs "
-        "final_iterations CG iterations, close to the projection onto A x = y (None: only the last step)")
+        "projection_iterations CG iterations, close to the projection onto A x = y (None: only the last step)")
     damping_weight: float | None = Field(
         None, ge=0, description="decomposed: w of the damping δ_t = w σ_y² / σ_t² of the consistency step (noisy data)")
     time_grid: Literal["uniform", "log-sigma", "karras"] | None = Field(
         None, description="spacing of the sampler's time points (None: uniform)")
-    predictor: str = Field("reverse_diffusion", description="predictor of the PC loop")
-    corrector: str = Field("langevin", description="corrector of the PC loop")
-    corrector_steps: int = Field(1, ge=0, description="corrector steps per sampler step")
+    predictor: str | None = Field(None, description="predictor of the PC loop (decomposed: ddim)")
+    corrector: str | None = Field(None, description="corrector of the PC loop (decomposed: none)")
+    corrector_steps: int | None = Field(None, ge=0, description="corrector steps per sampler step")
     num_samples: int | None = Field(
         None, ge=1, description="posterior samples per item; the result is their mean (None: the operator "
         "family's choice, else 1)")

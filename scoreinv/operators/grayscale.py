@@ -49,16 +49,9 @@ class GrayscaleOp(SubsampledTransformOp):
     matrix = _M.float()
     modality = "colour"
 
-    def default_settings(self, method: str | None = None) -> dict:
-        """Noise-free: decomposed sampling, 100 steps with the fresh-noise share ζ = 0.7. On 4
-        validation crops of the bundled colour prior it gave 24.0 dB / SSIM 0.912 against
-        23.2 / 0.914 for hard replacement at 1000 steps (2000 evaluations), 20× the cost; 50
-        steps gave 24.8 / 0.929 there but fell below replacement on the 4 test crops (24.9 against
-        25.7 dB), 100 steps did not (26.6) (docs/reconstruct.md). With noise: replacement, 1000
-        steps (not measured against decomposed sampling)."""
-        if method == "decomposed" or (method is None and self.noise_std == 0):
-            return {"method": "decomposed", "steps": 100, "zeta": 0.7}
-        return {"method": "replacement", "steps": 1000, "snr": 0.16}
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return frozenset({"full-transform", "exact-inverse"})
 
     def __init__(self, image_size=None, noise_std: float = 0.0, *, noise: NoiseModel | None = None) -> None:
         noise = make_noise(noise_std, noise, "GrayscaleOp")

@@ -164,15 +164,9 @@ class MaskOp(SubsampledTransformOp):
         self.mask = m.float()
         self._mask64 = m
 
-    def default_settings(self, method: str | None = None) -> dict:
-        """Noise-free: decomposed sampling, 100 steps with the fresh-noise share ζ = 0.7. On 4
-        validation crops of the bundled colour prior (30% of the pixels kept) it gave 33.9 dB /
-        SSIM 0.906 against 33.1 / 0.889 for hard replacement at 1000 steps (2000 evaluations),
-        20× the cost (docs/reconstruct.md). With noise: replacement, 1000 steps (not measured
-        against decomposed sampling)."""
-        if method == "decomposed" or (method is None and self.noise_std == 0):
-            return {"method": "decomposed", "steps": 100, "zeta": 0.7}
-        return {"method": "replacement", "steps": 1000, "snr": 0.16}
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return frozenset({"full-transform", "exact-inverse"})
 
     # --- options ------------------------------------------------------------------------------------
     def _options(self) -> dict[str, Any]:

@@ -94,6 +94,9 @@ class MeasurementConsistency(Conditioning):
                 f"measurement consistency needs a subsampled-transform operator (A = Λ T with "
                 f"transform / inverse_transform / mask), got {type(operator).__name__}; use method='guidance'"
             )
+        if "full-transform" not in operator.capabilities:
+            raise ValueError(f"measurement consistency needs the full transform T of A = Λ T, which this "
+                             f"{operator.name} lacks: {getattr(operator, 'capability_note', '') or 'no full transform'}")
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"the consistency weight λ must lie in [0, 1], got {weight}")
         if final_iterations < 0 or final_damping < 0:
