@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from scoreinv.operators.registry import operator_config_model
 from scoreinv.sde import SDE, SubVPSDE, VESDE, VPSDE
 
 
@@ -237,50 +238,11 @@ class ReconstructionSettings(StrictModel):
 # --- The command line's configurations (``scoreinv <command> --config FILE``): one model per command.
 
 
-class OperatorConfig(StrictModel):
-    """A forward operator named on the command line; its image size comes from the model or the images.
-
-    ``radon``: ``RadonOp(views, image_size)`` on (1, N, N) images. ``mask``: ``MaskOp`` keeping
-    a random ``fraction`` of the pixel positions (drawn with ``mask_seed``) or everything but
-    the ``boxes`` (top, left, height, width). ``grayscale``: ``GrayscaleOp`` on (3, H, W) images.
-    ``noise_std`` adds Gaussian noise of that standard deviation to the measurement.
-    """
-
-    kind: Literal["radon", "mask", "grayscale"] = "radon"
-    views: int = Field(23, ge=1, description="radon: measured views")
-    noise_std: float = Field(0.0, ge=0, description="standard deviation of the Gaussian measurement noise")
-    fraction: float | None = Field(None, gt=0, le=1, description="mask: fraction of pixels kept, at random")
-    boxes: tuple[tuple[int, int, int, int], ...] | None = Field(
-        None, description="mask: missing rectangles (top, left, height, width)")
-    mask_seed: int = Field(0, ge=0, lt=2**63, description="mask: seed of the random choice of kept pixels")
-
-    @model_validator(mode="after")
-    def _consistent(self) -> OperatorConfig:
-        if self.kind == "mask" and (self.fraction is None) == (self.boxes is None):
-            raise ValueError("operator kind 'mask' needs exactly one of fraction (e.g. --fraction 0.3) or boxes")
-        if self.kind != "mask" and (self.fraction is not None or self.boxes is not None):
-            raise ValueError(f"fraction and boxes belong to operator kind 'mask', not {self.kind!r}")
-        return self
-
-    def build(self, image_size: int, channels: int):  # -> scoreinv.operators.LinearOperator
-        """The operator for (channels, image_size, image_size) images; ValueError if they do not fit it."""
-        import torch
-
-        from scoreinv.operators import GrayscaleOp, MaskOp, RadonOp
-
-        if self.kind == "radon":
-            if channels != 1:
-                raise ValueError(f"operator 'radon' works on 1-channel images, the model has {channels} channels")
-            return RadonOp(self.views, image_size, noise_std=self.noise_std)
-        if self.kind == "grayscale":
-            if channels != 3:
-                raise ValueError(f"operator 'grayscale' works on 3-channel images, the model has {channels}")
-            return GrayscaleOp(image_size, noise_std=self.noise_std)
-        if self.boxes is not None:
-            return MaskOp(image_size=image_size, channels=channels, boxes=self.boxes, noise_std=self.noise_std)
-        generator = torch.Generator().manual_seed(self.mask_seed)
-        return MaskOp(image_size=image_size, channels=channels, fraction=self.fraction, generator=generator,
-                      noise_std=self.noise_std)
+#: A forward operator named on the command line or in a configuration file: ``kind`` (a
+#: registered operator family: radon, mask, grayscale, ...), ``noise_std`` and the fields of every
+#: family's spec, generated from the registered families; the default is 23-view CT (radon) (``scoreinv.operators.register_family``);
+#: a field of another family than ``kind`` is an error, ``build(image_size, channels)`` makes the operator.
+OperatorConfig = operator_config_model(default="radon")
 
 
 class TrainRunConfig(StrictModel):

@@ -10,6 +10,7 @@ import torch
 from .base import Shape, SubsampledTransformOp
 from .mask import _image_hw
 from .noise import NoiseModel, make_noise, noise_from_config
+from .registry import OperatorSpec, register_family
 
 _SQRT3 = math.sqrt(3.0)
 
@@ -152,3 +153,15 @@ class GrayscaleOp(SubsampledTransformOp):
 
     def __repr__(self) -> str:
         return f"GrayscaleOp(image_size={self._hw}, noise={self.noise!r})"
+
+
+class GrayscaleSpec(OperatorSpec):
+    """``--operator grayscale``: a :class:`GrayscaleOp` on (3, N, N) images."""
+
+    def build(self, image_size: int, channels: int) -> GrayscaleOp:
+        if channels != 3:
+            raise ValueError(f"operator 'grayscale' works on 3-channel images, the model has {channels}")
+        return GrayscaleOp(image_size, noise_std=self.noise_std)
+
+
+register_family("grayscale", GrayscaleOp, GrayscaleSpec)

@@ -19,10 +19,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from .base import LinearOperator, Shape, SubsampledTransformOp, validate
 from .fbp import filtered_back_projection, normalise_filter
 from .noise import NoiseModel, make_noise, noise_from_config
+from .registry import OperatorSpec, register_family
 from .system_matrix import Geometry, SystemMatrix, apply_matrix, as_angles, check_projector, system_matrix
 
 
@@ -451,3 +453,28 @@ class RadonOp(SubsampledTransformOp):
         return (f"RadonOp({views}, image_size={self.image_size}, "
                 f"n_detectors={self.n_detectors}{spacing}, full_views={self.full_views}, "
                 f"projector={self.projector!r}, noise={self.noise!r}{filter_part})")
+
+
+class RadonSpec(OperatorSpec):
+    """``--operator radon``: a :class:`RadonOp` on (1, N, N) images."""
+
+    views: int = Field(23, ge=1, description="measured views")
+    arc: float | None = Field(None, gt=0, description="angular range of the views in radians, equally spaced "
+                              "from 0 (unset: the family's full scan; radon: [0, π))")
+    detectors: int | None = Field(None, ge=1, description="detector cells (unset: enough to see the whole image)")
+    detector_spacing: float | None = Field(None, gt=0, description="detector cell width, pixel units "
+                                           "(unset: the family's; radon: 1)")
+
+    def build(self, image_size: int, channels: int) -> RadonOp:
+        if channels != 1:
+            raise ValueError(f"operator 'radon' works on 1-channel images, the model has {channels} channels")
+        spacing = 1.0 if self.detector_spacing is None else self.detector_spacing
+        if self.arc is None:
+            return RadonOp(self.views, image_size, detectors=self.detectors, detector_spacing=spacing,
+                           noise_std=self.noise_std)
+        angles = np.linspace(0.0, self.arc, self.views, endpoint=False)
+        return RadonOp(angles=angles, image_size=image_size, detectors=self.detectors, detector_spacing=spacing,
+                       noise_std=self.noise_std)
+
+
+register_family("radon", RadonOp, RadonSpec)
