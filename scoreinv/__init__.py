@@ -58,6 +58,11 @@ if TYPE_CHECKING:
 def __getattr__(name: str) -> Any:
     """Load a public name from its module on first access and keep it on the package."""
     module = _PUBLIC.get(name)
+    if module is None and name.endswith("Op") and name.isidentifier():
+        # an operator family's class (every family module registers itself in scoreinv.operators)
+        operators = importlib.import_module("scoreinv.operators")
+        if any(family.operator.__name__ == name for family in operators.FAMILIES.values()):
+            module = "scoreinv.operators"
     if module is None:
         raise AttributeError(f"module 'scoreinv' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)

@@ -37,10 +37,11 @@ import torch
 from torch import nn
 
 from scoreinv._version import __version__
-from scoreinv.atomic import fsync_folder, make_temporary
+from scoreinv.atomic import atomic_path
 from scoreinv.config import ModelConfig, TrainingConfig
 from scoreinv.devices import check_device
 from scoreinv.models import EMA, ScoreModel
+from scoreinv.registries import register
 
 FORMAT = "scoreinv-checkpoint"
 FORMAT_VERSION = 1
@@ -64,19 +65,9 @@ def _cpu_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temp file next to ``path``, fsync, then os.replace onto ``path``."""
-    fd, tmp_name = make_temporary(path)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
-    fsync_folder(path.parent)  # make the rename itself durable
+    """torch.save through :func:`scoreinv.atomic.atomic_path`: complete or absent, normal permissions."""
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        torch.save(obj, handle)
 
 
 def _content(
@@ -252,13 +243,12 @@ def register_prior(name: str, path: str | os.PathLike, *, modality: str, channel
                    max_image_size: int | None = None) -> PriorEntry:
     """Make the checkpoint at ``path`` loadable as ``load_model(name)`` and eligible as the default
     prior of operators of ``modality`` on (channels, N, N) images, N = ``image_size`` (up to
-    ``max_image_size`` for a patch prior)."""
+    ``max_image_size`` for a patch prior). A name already registered is a ValueError."""
     largest = int(image_size) if max_image_size is None else int(max_image_size)
     if largest < int(image_size):
         raise ValueError(f"register_prior({name!r}): max_image_size {largest} < image_size {image_size}")
     entry = PriorEntry(str(name), Path(path), str(modality), int(channels), int(image_size), largest)
-    PRIORS[entry.name] = entry
-    return entry
+    return register(PRIORS, entry.name, entry, "prior")
 
 
 # ct-anatomy first: the CT default. Trained on anatomy slices as well as the phantom families, it
@@ -288,6 +278,22 @@ def default_prior(modality: str | None, channels: int, image_size: int) -> str:
     raise ValueError(
         f"no bundled prior fits {wanted} images (bundled: {available}). Train one on your images with "
         f"`scoreinv train IMAGES.h5 PRIOR.pt` and pass model='PRIOR.pt'")
+
+
+def default_prior_for(operator: Any) -> str:
+    """The name of the registered prior for a sized ``operator``: its ``modality`` and the
+    (channels, N, N) images it works on (:func:`default_prior`). The one rule that
+    ``reconstruct``, the command line and batch reconstruction follow when no model is given.
+
+    Raises
+    ------
+    ValueError
+        For non-square images (no registered prior models them), or when none fits.
+    """
+    channels, height, width = (int(s) for s in operator.in_shape)
+    if height != width:
+        raise ValueError(f"no registered prior works on {height}×{width} images (they are square): pass a model")
+    return default_prior(getattr(operator, "modality", None), channels, height)
 
 
 def resolve_checkpoint(path_or_name: str | os.PathLike) -> Path:

@@ -1,8 +1,9 @@
 """Classical CT reconstructions: the baselines scoreinv is measured against.
 
 * FBP: ``RadonOp.pinv`` (ramp-filtered back-projection in torch).
-* :func:`sirt`: ASTRA's SIRT with the same projector and geometry as the ``RadonOp``
-  (CPU algorithm ``SIRT``, or ``SIRT_CUDA`` on a GPU), non-negativity constraint.
+* :func:`sirt`: ASTRA's SIRT with the same projector and geometry as the CT operator (its
+  ``projection_geometry``: parallel or fan beam, any angles; CPU algorithm ``SIRT``, or
+  ``SIRT_CUDA`` on a GPU), non-negativity constraint.
 * :func:`tv_reconstruction`: total-variation regularised least squares,
 
       min_{x ≥ 0}  ½ ‖A x − y‖² + λ TV(x),   TV(x) = Σ_pixels ‖∇x‖₂ (isotropic),
@@ -18,26 +19,30 @@ import math
 import numpy as np
 import torch
 
-from scoreinv.operators import LinearOperator, RadonOp
+from scoreinv.operators import LinearOperator
 
 
-def sirt(operator: RadonOp, y: torch.Tensor, iterations: int = 300, use_cuda: bool | None = None) -> torch.Tensor:
+def sirt(operator: LinearOperator, y: torch.Tensor, iterations: int = 300,
+         use_cuda: bool | None = None) -> torch.Tensor:
     """ASTRA SIRT of sinograms y (B, 1, n_views, n_detectors) -> (B, 1, N, N), x ≥ 0.
 
-    ``use_cuda`` defaults to True when y is on a CUDA device (ASTRA's ``SIRT_CUDA``).
+    ``operator`` is a CT operator with a ``projection_geometry`` (:class:`RadonOp`, fan beam);
+    one without a size takes it from ``y``. ``use_cuda`` defaults to True when y is on a CUDA
+    device (ASTRA's ``SIRT_CUDA``).
     """
     import astra
 
-    if not isinstance(operator, RadonOp):
-        raise ValueError(f"SIRT needs a RadonOp, got {type(operator).__name__}")
+    if not hasattr(type(operator), "projection_geometry"):
+        raise ValueError(f"SIRT needs a CT operator with a projection geometry (such as RadonOp), "
+                         f"got {type(operator).__name__}")
+    if isinstance(y, torch.Tensor) and y.dim() == 4 and not operator.is_sized:
+        operator = operator.bind(measurement_shape=tuple(y.shape[1:]))
     if tuple(y.shape[1:]) != tuple(operator.out_shape):
         raise ValueError(f"sinograms must be (B, *{tuple(operator.out_shape)}), got {tuple(y.shape)}")
     use_cuda = y.is_cuda if use_cuda is None else use_cuda
-    size = operator.image_size
-    volume = astra.create_vol_geom(size, size)
-    angles = np.asarray(operator.measured_angles, dtype=np.float64)
-    projection = astra.create_proj_geom("parallel", 1.0, operator.n_detectors, angles)
-    projector = None if use_cuda else astra.create_projector(operator.projector, projection, volume)
+    geometry = operator.projection_geometry
+    volume, projection = geometry.astra_geometries()
+    projector = None if use_cuda else astra.create_projector(geometry.projector, projection, volume)
     results = []
     try:
         for sinogram in y.detach().cpu().double().numpy():

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from scoreinv.operators.registry import operator_config_model
 from scoreinv.sde import SDE, SubVPSDE, VESDE, VPSDE
 
 
@@ -221,9 +222,12 @@ FilterName = Literal["ram-lak", "shepp-logan", "cosine", "hann"]
 class ReconstructionSettings(StrictModel):
     """Sampler settings of a reconstruction: the one list of them.
 
-    ``None`` is "the operator family's choice": :func:`scoreinv.reconstruct.resolve_settings`
-    fills it from the operator's ``default_settings()`` (then from the method's own defaults)
-    and checks the method against the operator. :func:`scoreinv.posterior`, ``scoreinv
+    ``None`` is "not chosen": :func:`scoreinv.reconstruct.resolve_settings` picks the method
+    (the solvers' policy, from the operator's capabilities, noise and image size), fills the
+    fields that method reads from the policy, then from the method's own typed settings
+    (``Method.settings_model``), and checks them there; the fields the method does not read stay
+    None, so a resolved object names exactly what ran. Setting a field the method does not read
+    is an error. :func:`scoreinv.posterior`, ``scoreinv
     reconstruct``, ``scoreinv batch`` and the batch runner all go through it; the command-line
     flags are generated from these fields, and the resolved object is stored in every output.
     ``method``, ``predictor`` and ``corrector`` name entries of their registries
@@ -235,21 +239,25 @@ class ReconstructionSettings(StrictModel):
     steps: int | None = Field(None, ge=1, description="sampler steps (one predictor + corrector each)")
     snr: float | None = Field(None, ge=0, description="Langevin corrector signal-to-noise ratio")
     weight: float | None = Field(None, ge=0, le=1, description="consistency λ")
-    final_iterations: int | None = Field(None, ge=0, description="CG iterations of the final projection")
+    final_iterations: int | None = Field(
+        None, ge=0, description="consistency: CG iterations of the final projection (0: the FBP-based replacement)")
     final_damping: float | None = Field(None, ge=0, description="damping of the final projection")
     step_filter: FilterName | None = Field(None, description="FBP window of a RadonOp's consistency steps")
     final_filter: FilterName | None = Field(None, description="FBP window of a RadonOp's final replacement step")
     noise_weight: float | None = Field(
         None, ge=0, description="κ of the noise-aware consistency gain (0: off; needs noise_std > 0)")
     guidance_scale: float | None = Field(None, ge=0, description="guidance ζ")
-    guidance_max_ratio: float = Field(
-        10.0, gt=0, description="guidance cap ρ: the guidance term at most ρ × the prior score's norm")
+    guidance_max_ratio: float | None = Field(
+        None, gt=0, description="guidance cap ρ: the guidance term at most ρ × the prior score's norm")
     eta: float | None = Field(None, ge=0, le=1, description="decomposed: DDIM stochasticity η (0 deterministic, 1 ancestral)")
     zeta: float | None = Field(None, ge=0, le=1, description="decomposed: share ζ of the next noise level drawn fresh each step (1: re-noise the estimate); replaces η's rule when set")
     cg_iterations: int | None = Field(None, ge=0, description="decomposed: CG iterations of the consistency step on x̂₀")
+    projection_iterations: int | None = Field(
+        None, ge=0, description="decomposed: CG iterations of the last consistency step and of those below "
+        "projection_noise_level")
     projection_noise_level: float | None = Field(
         None, ge=0, description="decomposed: below this noise level σ_t (image units) a consistency step runs "
-        "final_iterations CG iterations, close to the projection onto A x = y (None: only the last step)")
+        "projection_iterations CG iterations, close to the projection onto A x = y (None: only the last step)")
     damping_weight: float | None = Field(
         None, ge=0, description="decomposed: w of the damping δ_t = w σ_y² / σ_t² of the consistency step (noisy data)")
     start_noise_level: float | None = Field(
@@ -259,9 +267,9 @@ class ReconstructionSettings(StrictModel):
         None, ge=0, description="decomposed: CG iterations of the estimate a start_noise_level start noises")
     time_grid: Literal["uniform", "log-sigma", "karras"] | None = Field(
         None, description="spacing of the sampler's time points (None: uniform)")
-    predictor: str = Field("reverse_diffusion", description="predictor of the PC loop")
-    corrector: str = Field("langevin", description="corrector of the PC loop")
-    corrector_steps: int = Field(1, ge=0, description="corrector steps per sampler step")
+    predictor: str | None = Field(None, description="predictor of the PC loop (decomposed: ddim)")
+    corrector: str | None = Field(None, description="corrector of the PC loop (decomposed: none)")
+    corrector_steps: int | None = Field(None, ge=0, description="corrector steps per sampler step")
     num_samples: int | None = Field(
         None, ge=1, description="posterior samples per item; the result is their mean (None: the operator "
         "family's choice, else 1)")
@@ -271,50 +279,11 @@ class ReconstructionSettings(StrictModel):
 # --- The command line's configurations (``scoreinv <command> --config FILE``): one model per command.
 
 
-class OperatorConfig(StrictModel):
-    """A forward operator named on the command line; its image size comes from the model or the images.
-
-    ``radon``: ``RadonOp(views, image_size)`` on (1, N, N) images. ``mask``: ``MaskOp`` keeping
-    a random ``fraction`` of the pixel positions (drawn with ``mask_seed``) or everything but
-    the ``boxes`` (top, left, height, width). ``grayscale``: ``GrayscaleOp`` on (3, H, W) images.
-    ``noise_std`` adds Gaussian noise of that standard deviation to the measurement.
-    """
-
-    kind: Literal["radon", "mask", "grayscale"] = "radon"
-    views: int = Field(23, ge=1, description="radon: measured views")
-    noise_std: float = Field(0.0, ge=0, description="standard deviation of the Gaussian measurement noise")
-    fraction: float | None = Field(None, gt=0, le=1, description="mask: fraction of pixels kept, at random")
-    boxes: tuple[tuple[int, int, int, int], ...] | None = Field(
-        None, description="mask: missing rectangles (top, left, height, width)")
-    mask_seed: int = Field(0, ge=0, lt=2**63, description="mask: seed of the random choice of kept pixels")
-
-    @model_validator(mode="after")
-    def _consistent(self) -> OperatorConfig:
-        if self.kind == "mask" and (self.fraction is None) == (self.boxes is None):
-            raise ValueError("operator kind 'mask' needs exactly one of fraction (e.g. --fraction 0.3) or boxes")
-        if self.kind != "mask" and (self.fraction is not None or self.boxes is not None):
-            raise ValueError(f"fraction and boxes belong to operator kind 'mask', not {self.kind!r}")
-        return self
-
-    def build(self, image_size: int, channels: int):  # -> scoreinv.operators.LinearOperator
-        """The operator for (channels, image_size, image_size) images; ValueError if they do not fit it."""
-        import torch
-
-        from scoreinv.operators import GrayscaleOp, MaskOp, RadonOp
-
-        if self.kind == "radon":
-            if channels != 1:
-                raise ValueError(f"operator 'radon' works on 1-channel images, the model has {channels} channels")
-            return RadonOp(self.views, image_size, noise_std=self.noise_std)
-        if self.kind == "grayscale":
-            if channels != 3:
-                raise ValueError(f"operator 'grayscale' works on 3-channel images, the model has {channels}")
-            return GrayscaleOp(image_size, noise_std=self.noise_std)
-        if self.boxes is not None:
-            return MaskOp(image_size=image_size, channels=channels, boxes=self.boxes, noise_std=self.noise_std)
-        generator = torch.Generator().manual_seed(self.mask_seed)
-        return MaskOp(image_size=image_size, channels=channels, fraction=self.fraction, generator=generator,
-                      noise_std=self.noise_std)
+#: A forward operator named on the command line or in a configuration file: ``kind`` (a
+#: registered operator family: radon, mask, grayscale, ...), ``noise_std`` and the fields of every
+#: family's spec, generated from the registered families; the default is 23-view CT (radon) (``scoreinv.operators.register_family``);
+#: a field of another family than ``kind`` is an error, ``build(image_size, channels)`` makes the operator.
+OperatorConfig = operator_config_model(default="radon")
 
 
 class TrainRunConfig(StrictModel):

@@ -1,22 +1,27 @@
 """``scoreinv.reconstruct`` and ``scoreinv.posterior``: the user-facing reconstruction.
 
-:func:`resolve_settings` is the one place where sampler settings are completed: every field of
-:class:`~scoreinv.config.ReconstructionSettings` left unset takes the operator family's choice
-(``operator.default_settings(method)``: the family's choice for the chosen method, or for its
-own method when none is chosen), then the method's own default; the method is checked
-against the operator. The families choose (measured values in docs/reconstruct.md):
+:func:`resolve_settings` is the one place where sampler settings are completed: the method is the
+user's, else the solvers' policy's (:mod:`scoreinv.solvers.policy`, which reads the operator's
+capabilities, noise and image size); every field that method reads and the user left unset takes
+the policy's value, then the method's own default (its typed ``settings_model``). What the policy
+chooses (measured values in docs/reconstruct.md; a test checks this table against
+:func:`resolve_settings`):
 
-| operator                | method        | steps | λ / ζ  | final projection         |
-|-------------------------|---------------|-------|--------|--------------------------|
-| RadonOp, noiseless      | decomposed    | 50    | —      | 7 CG iterations on x̂₀    |
-| RadonOp, noise_std > 0  | consistency   | 200   | λ = 1  | FBP-based replacement (a)|
-| MaskOp, GrayscaleOp     | replacement   | 1000  | λ = 1  | exact replacement        |
-| any other operator      | guidance      | 1000  | ζ = 1  | —                        |
+| operator | method | steps × samples | also set by the policy |
+|---|---|---|---|
+| RadonOp, noise-free | decomposed | 50 × 2 | zeta = 0.85, projection_iterations = 300, projection_noise_level = 0.1 |
+| RadonOp, noise_std > 0 | decomposed | 50 × 2 | zeta = 0.9, damping_weight = 0.5 |
+| MaskOp / GrayscaleOp, noise-free | decomposed | 100 × 1 | zeta = 0.7 |
+| MaskOp / GrayscaleOp, noise_std > 0 | replacement | 1000 × 1 | snr = 0.16 |
+| any other operator | guidance | 1000 × 1 | snr = 0.16, guidance_scale = 1.0 |
 
-(a) noise-aware gain κ = 0.25, FBP windows shepp-logan in the steps and hann in the final step.
+The decomposed sampler runs the ``ddim`` predictor with no corrector, K = 7 CG iterations per step
+and w = 3 unless set; a method chosen by the user takes the policy's settings for it (for
+example ``method="consistency"`` on a noisy RadonOp: 200 steps, FBP windows shepp-logan and hann,
+κ = 0.25).
 
 With no model given, the prior is the registered one for the operator's modality, channels and
-image size (:func:`scoreinv.checkpoint.default_prior`); an operator built without a size
+image size (:func:`scoreinv.checkpoint.default_prior_for`); an operator built without a size
 (``RadonOp(23)``, ``GrayscaleOp()``) takes it from the measurement or the model.
 
 Two functions with fixed return types:
@@ -31,12 +36,14 @@ Two functions with fixed return types:
 
 from __future__ import annotations
 
+import difflib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pydantic
 import torch
 
 from scoreinv.config import ReconstructionSettings
@@ -85,29 +92,40 @@ def resolve_settings(operator: LinearOperator, settings: ReconstructionSettings 
                      **overrides: Any) -> ReconstructionSettings:
     """Complete sampler settings for ``operator``: the one place defaults are filled.
 
-    Each unset field takes, in order, the operator family's ``default_settings(method)``
-    value, then the method's ``defaults``. Of a pair in ``Method.exclusive_settings`` (the
-    decomposed sampler's ``eta`` and ``zeta``) the user sets at most one; one of them is
-    filled (the user's, else the family's, else the method's default) and the other stays
-    None, so resolved settings resolve again to themselves.
+    The method is the user's, else the solvers' policy's for the operator
+    (:func:`scoreinv.solvers.policy.default_method`); it must suit the operator's capabilities.
+    Each field the method reads (its ``settings_model``) takes the user's value, else the policy's
+    (:func:`scoreinv.solvers.policy.default_settings`), else the method's own default; the method's
+    typed model then checks them all. Of a pair in ``Method.exclusive_settings`` (the decomposed
+    sampler's ``eta`` and ``zeta``) the user sets at most one; one of them is filled (the
+    user's, else the policy's, else the method's default) and the other stays None. The fields
+    the method does not read stay None, so the result names exactly what runs and resolves again
+    to itself.
 
     Parameters
     ----------
     operator:
-        The forward operator; its family's ``default_settings()`` fill the unset fields.
+        The forward operator (bound to its image size where the policy depends on it).
     settings:
         A :class:`~scoreinv.config.ReconstructionSettings`, a mapping of its fields, or None.
     **overrides:
         Fields of ``ReconstructionSettings`` (``steps=100``, ...) that replace those of
-        ``settings``; a value of None leaves the field as it is. Unknown names and invalid
-        values raise a ValueError naming the field.
+        ``settings``; a value of None leaves the field as it is.
 
     Returns
     -------
     ReconstructionSettings
-        Every field the chosen method reads is set; the method is registered and suits the
-        operator, the predictor and corrector are registered.
+        Every field the chosen method reads is set, the others are None.
+
+    Raises
+    ------
+    ValueError
+        Naming the field: an unknown (misspelt) name, an invalid value, a field the method does
+        not read; naming the method: one that is not registered or does not suit the operator, too
+        few steps; an unregistered predictor or corrector.
     """
+    from scoreinv.solvers import policy
+
     if settings is None:
         settings = ReconstructionSettings()
     elif isinstance(settings, Mapping):
@@ -115,38 +133,51 @@ def resolve_settings(operator: LinearOperator, settings: ReconstructionSettings 
     elif not isinstance(settings, ReconstructionSettings):
         raise ValueError(f"settings must be a ReconstructionSettings or a mapping, got {type(settings).__name__}")
     chosen = {key: value for key, value in overrides.items() if value is not None}
-    user_values = {**settings.model_dump(exclude_unset=True), **chosen}
-    values = ReconstructionSettings(**user_values).model_dump()
-    family = operator.default_settings(values["method"])
-    if values["method"] is None:
-        values["method"] = family["method"]
-    method = get_method(values["method"])
+    user = {key: value for key, value in {**settings.model_dump(exclude_unset=True), **chosen}.items()
+            if value is not None}
+    unknown = [key for key in user if key not in ReconstructionSettings.model_fields]
+    if unknown:
+        hints = {key: difflib.get_close_matches(key, ReconstructionSettings.model_fields, n=1) for key in unknown}
+        raise ValueError("unknown setting " + ", ".join(
+            f"{key!r}" + (f" (did you mean {hints[key][0]!r}?)" if hints[key] else "") for key in unknown)
+            + "; see scoreinv.config.ReconstructionSettings")
+    user = ReconstructionSettings(**user).model_dump(exclude_unset=True)  # bad values, by field
+    problem = policy.Problem.of(operator)
+    method = get_method(user.pop("method", None) or policy.default_method(problem))
     if not method.supports(operator):
-        suited = ", ".join(repr(name) for name in getattr(operator, "supported_methods", ())) or "none"
-        raise ValueError(f"method {method.name!r} does not suit {operator.name}; its family supports {suited}")
-    left_unset = set()
+        raise ValueError(method.refusal(operator))
+    reads = method.settings_model.model_fields
+    unread = sorted(set(user) - set(reads))
+    if unread:
+        raise ValueError(f"method {method.name!r} does not use {', '.join(unread)} (it reads "
+                         f"{', '.join(sorted(reads))})")
+    family = {key: value for key, value in policy.default_settings(problem, method.name).items() if key in reads}
+    values = dict(user)
     for pair in method.exclusive_settings:
-        given = [key for key in pair if user_values.get(key) is not None]
+        given = [key for key in pair if key in user]
         if len(given) == 2:
             raise ValueError(f"method {method.name!r}: set {pair[0]} or {pair[1]}, not both")
-        if not given:  # the family's choice, else the method's defaults
-            given = [key for key in pair if family.get(key) is not None][:1]
-        left_unset.update(key for key in pair if given and key not in given)
-    for key, value in values.items():
-        if value is None and key not in left_unset:
-            values[key] = family.get(key, method.defaults.get(key))
-    values["num_samples"] = values["num_samples"] or 1
-    required, reason = method.minimum_steps, method.minimum_steps_reason
-    family_minimum = operator.minimum_steps(method.name)
-    if family_minimum is not None and family_minimum[0] > required:
-        required, reason = family_minimum[0], f"on {operator.name}, {family_minimum[1]}"
-    if values["steps"] < required:
-        raise ValueError(f"method {method.name!r} needs at least {required} steps, got {values['steps']} "
-                         f"({reason})")
+        if not given:  # the policy's choice, else the method's default
+            given = [key for key in pair if key in family][:1]
+        for key in pair:
+            if given and key not in given:
+                values[key] = None
+                family.pop(key, None)
+    for key, value in family.items():
+        values.setdefault(key, value)
     for key, registry in (("predictor", PREDICTORS), ("corrector", CORRECTORS)):
-        if values[key] not in registry:
+        if values.get(key) is not None and values[key] not in registry:
             raise ValueError(f"unknown {key} {values[key]!r}; choose one of {sorted(registry)}")
-    return ReconstructionSettings(**values)
+    try:
+        typed = method.settings_model(**values)
+    except pydantic.ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, item['loc'])) or 'settings'}: {item['msg']}"
+                             for item in error.errors())
+        raise ValueError(f"method {method.name!r}: {problems}") from None
+    required, reason = method.minimum_steps_for(operator)
+    if typed.steps < required:
+        raise ValueError(f"method {method.name!r} needs at least {required} steps, got {typed.steps} ({reason})")
+    return ReconstructionSettings(method=method.name, **typed.model_dump())
 
 
 def _as_tensor(y: Any) -> tuple[torch.Tensor, bool]:

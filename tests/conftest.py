@@ -110,7 +110,7 @@ class OperatorCase:
 
 
 def _operator_cases():
-    from scoreinv.operators import GrayscaleOp, MaskOp, RadonOp
+    from scoreinv.operators import FanBeamOp, GrayscaleOp, MaskOp, RadonOp
 
     def seeded(seed):
         return torch.Generator().manual_seed(seed)
@@ -126,6 +126,9 @@ def _operator_cases():
         "radon-noisy": lambda: sized(RadonOp(8, 16, noise_std=0.05, fbp_filter="hann")),
         "radon-strip": lambda: sized(RadonOp(5, 7, projector="strip", full_views=10)),
         "radon-bound": lambda: bound(RadonOp(4), measurement_shape=(1, 4, 12)),  # ceil(8√2) = 12
+        "fanbeam": lambda: sized(FanBeamOp(6, 12, source_distance=24, detector_distance=12, noise_std=0.01)),
+        "fanbeam-short-bound": lambda: bound(FanBeamOp(angles=FanBeamOp.short_scan(7, 1.2), source_distance=20,
+                                                       detector_distance=10), measurement_shape=(1, 7, 16)),
         "mask-boxes": lambda: sized(MaskOp(image_size=8, channels=3, boxes=[(1, 2, 3, 4), (6, 0, 5, 2)])),
         "mask-explicit": lambda: sized(MaskOp(torch.rand(2, 7, 5, generator=seeded(3)) > 0.4, channels=2)),
         "mask-fraction": lambda: sized(MaskOp(image_size=(6, 9), channels=3, fraction=0.3, generator=seeded(4),

@@ -125,7 +125,7 @@ def test_steps_below_the_projection_noise_level_project_onto_the_data():
     y = operator(torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(0)))
     estimate = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(1))
     step = DecomposedConsistency(sde, operator, y, iterations=1, damping_weight=0.0, final_time=1e-3,
-                                 final_iterations=300, projection_noise_level=0.1)
+                                 projection_iterations=300, projection_noise_level=0.1)
     early, late = (sde.time_at_noise_level(torch.tensor([sigma])) for sigma in (1.0, 0.05))
     one_iteration = estimate + least_squares(operator, y - operator(estimate), iterations=1)
     assert torch.allclose(step.denoised(estimate, early, None), one_iteration)
@@ -151,7 +151,7 @@ def test_noise_free_ct_defaults_end_on_the_data():
         return max(float((operator(samples[:, k]) - y).norm() / y.norm()) for k in range(2))
 
     assert worst_misfit() < 1e-4
-    assert worst_misfit(final_iterations=7) > 1e-4
+    assert worst_misfit(projection_iterations=7) > 1e-4
 
 
 def test_settings_resolve_to_the_family_defaults():

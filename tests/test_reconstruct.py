@@ -84,8 +84,8 @@ def test_defaults_per_operator_family_then_method_then_user():
         "decomposed", 50, 2, 0.9, 0.5)
     clean = resolve_settings(RadonOp(23, image_size=32))
     assert (clean.num_samples, clean.zeta, clean.eta) == (2, 0.85, None)  # ζ, not η
-    assert (clean.cg_iterations, clean.final_iterations, clean.projection_noise_level) == (7, 300, 0.1)
-    assert (noisy.final_iterations, noisy.projection_noise_level) == (7, None)
+    assert (clean.cg_iterations, clean.projection_iterations, clean.projection_noise_level) == (7, 300, 0.1)
+    assert (noisy.projection_iterations, noisy.projection_noise_level) == (7, None)
     assert resolve_settings(RadonOp(23, image_size=32), settings=clean) == clean  # resolves to itself
     masked = resolve_settings(MaskOp(image_size=8, fraction=0.5), method="decomposed")
     assert (masked.zeta, masked.eta) == (0.7, None)

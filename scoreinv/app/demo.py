@@ -87,7 +87,7 @@ def run_demo(
     prior from 128²); ``steps`` and ``num_samples`` None take
     :func:`scoreinv.reconstruct`'s defaults for the noisy RadonOp (the demo shows what a user
     gets without choosing anything)."""
-    from scoreinv.checkpoint import default_prior, load_model
+    from scoreinv.checkpoint import default_prior_for, load_model
     from scoreinv.classical import sirt
     from scoreinv.datasets.phantoms import phantoms
     from scoreinv.metrics import psnr, ssim
@@ -98,7 +98,7 @@ def run_demo(
         raise ValueError("n_images, views and num_samples must be >= 1 and noise >= 0")
     out_dir = Path(out_dir)
     if model is None:
-        model = default_prior("ct", 1, size or 64)
+        model = default_prior_for(RadonOp(views, size or 64))
     prior = load_model(model) if isinstance(model, (str, Path)) else model
     serves = getattr(prior, "serves_image_size", None)
     fixed = getattr(prior, "image_size", None)

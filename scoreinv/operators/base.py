@@ -251,22 +251,20 @@ class LinearOperator(abc.ABC):
     #: The prior domain this operator's images come from ("ct", "colour"), or None for any:
     #: ``reconstruct`` picks a bundled prior of that domain when no model is given.
     modality: str | None = None
-    #: Names of the conditional-sampling methods (``scoreinv.solvers.METHODS``) that suit it.
-    supported_methods: tuple[str, ...] = ("guidance", "decomposed")
 
-    def default_settings(self, method: str | None = None) -> dict:
-        """Sampler settings (fields of ``scoreinv.config.ReconstructionSettings``) chosen for this
-        operator family, for ``method`` (None: the family's own choice of method, named under
-        ``"method"``); ``reconstruct.resolve_settings`` fills every unset field from here."""
-        if method == "decomposed":
-            return {"method": "decomposed", "steps": 100}
-        return {"method": "guidance", "steps": 1000, "snr": 0.16, "guidance_scale": 1.0}
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What this operator offers the solvers, by name (the solvers' policy and methods read them;
+        an operator names no method):
 
-    def minimum_steps(self, method: str) -> tuple[int, str] | None:
-        """The fewest sampler steps ``method`` needs on this operator family, with the reason, where
-        the family needs more than the method's own ``Method.minimum_steps``; None where it does
-        not. ``reconstruct.resolve_settings`` refuses fewer with a ValueError naming both."""
-        return None
+        * ``"full-transform"``: A = Λ T with a full transform T, its (approximate) inverse T⁻¹ and
+          the subsampling Λ (:class:`SubsampledTransformOp`);
+        * ``"exact-inverse"``: that T⁻¹ is exact (masks, colour);
+        * ``"line-integrals"``: measurements are line integrals through the image (CT sinograms).
+
+        A plain operator has none: it offers A, Aᵀ and autograd.
+        """
+        return frozenset()
 
     def bind(self, *, image_shape: Shape | None = None, measurement_shape: Shape | None = None) -> LinearOperator:
         """This operator for images of ``image_shape`` and measurements of ``measurement_shape``.
@@ -468,13 +466,9 @@ class SubsampledTransformOp(LinearOperator):
     def mask(self, mask: torch.Tensor) -> None:
         self._mask = mask
 
-    supported_methods = ("consistency", "replacement", "guidance", "decomposed")
-
-    def default_settings(self, method: str | None = None) -> dict:
-        if method == "decomposed":
-            return super().default_settings(method)
-        return {"method": "consistency", "steps": 500, "snr": 0.16, "weight": 1.0,
-                "final_iterations": 20, "final_damping": 0.0}
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return frozenset({"full-transform"})
 
     # to implement
     @abc.abstractmethod

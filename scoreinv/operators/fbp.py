@@ -1,10 +1,10 @@
 """Filtered back-projection (FBP) of parallel-beam sinograms: ramp filters, windows, the batched FBP.
 
-The ramp filter is the band-limited kernel sampled at unit detector spacing (Kak & Slaney),
+The ramp filter is the band-limited kernel sampled at the detector spacing τ (Kak & Slaney),
 applied by FFT with zero padding, windowed by one of ``FILTERS``; the filtered rows are
 back-projected with the stored transpose of the system matrix
-(:mod:`~scoreinv.operators.system_matrix`) and weighted by π/V, the quadrature weight of V
-angles spread uniformly over [0, π).
+(:mod:`~scoreinv.operators.system_matrix`) and weighted by the angular quadrature weight of
+each view (:func:`view_weights`: π/V for V angles spread uniformly over [0, π)).
 """
 
 from __future__ import annotations
@@ -92,6 +92,33 @@ def _filter_sinogram(sino: torch.Tensor, filter: str) -> torch.Tensor:
     return filtered[..., :d]
 
 
+def view_weights(angles) -> float | torch.Tensor:
+    """The quadrature weight Δθ of each view in the back-projection integral ∫₀^π … dθ.
+
+    Equally spaced angles with step d: the number min(d, π/V) (π/V over [0, π); d for a limited
+    arc; half of it over [0, 2π), where every line is measured twice). Otherwise per view, float64
+    (V,): half the gap to each neighbour (the arc's end views: their one gap), scaled down the
+    same way when the angles span more than π.
+    """
+    theta = np.asarray(angles, dtype=np.float64)
+    count = theta.size
+    if count == 1:
+        return math.pi
+    order = np.argsort(theta)
+    gaps = np.diff(theta[order])
+    if np.allclose(gaps, gaps[0], rtol=1e-9, atol=1e-12) and gaps[0] > 0:
+        step = float(gaps[0])
+        return math.pi / count if count * step >= math.pi * (1 - 1e-9) else step
+    padded = np.concatenate([gaps[:1], gaps, gaps[-1:]])
+    sorted_weights = (padded[:-1] + padded[1:]) / 2
+    total = sorted_weights.sum()
+    if total > math.pi:
+        sorted_weights = sorted_weights * (math.pi / total)
+    weights = np.empty(count)
+    weights[order] = sorted_weights
+    return torch.from_numpy(weights)
+
+
 def filtered_back_projection(sino: torch.Tensor, matrix: SystemMatrix, geometry: Geometry,
                              filter: str) -> torch.Tensor:
     """FBP of validated sinograms with a given system matrix.
@@ -113,9 +140,16 @@ def filtered_back_projection(sino: torch.Tensor, matrix: SystemMatrix, geometry:
         ``(B, 1, N, N)`` in the sinogram's dtype, on its device.
     """
     filtered = _filter_sinogram(sino, filter)
+    if geometry.detector_spacing != 1.0:  # the ramp kernel at spacing τ is the unit one over τ
+        filtered = filtered / geometry.detector_spacing
+    weights = view_weights(geometry.angles)
+    if not isinstance(weights, float):
+        filtered = filtered * weights.to(device=filtered.device, dtype=filtered.dtype)[:, None]
     n = geometry.image_size
     image = apply_matrix(matrix, filtered, (1, n, n), transpose=True)
-    return (image * (math.pi / geometry.n_angles)).to(sino.dtype)
+    if isinstance(weights, float):
+        image = image * weights
+    return image.to(sino.dtype)
 
 
 def fbp(sinogram: torch.Tensor, op_or_angles, *, image_size: int | None = None,

@@ -10,6 +10,7 @@ import torch
 from .base import Shape, SubsampledTransformOp
 from .mask import _image_hw
 from .noise import NoiseModel, make_noise, noise_from_config
+from .registry import OperatorSpec, register_family
 
 _SQRT3 = math.sqrt(3.0)
 
@@ -49,16 +50,9 @@ class GrayscaleOp(SubsampledTransformOp):
     matrix = _M.float()
     modality = "colour"
 
-    def default_settings(self, method: str | None = None) -> dict:
-        """Noise-free: decomposed sampling, 100 steps with the fresh-noise share ζ = 0.7. On 4
-        validation crops of the bundled colour prior it gave 24.0 dB / SSIM 0.912 against
-        23.2 / 0.914 for hard replacement at 1000 steps (2000 evaluations), 20× the cost; 50
-        steps gave 24.8 / 0.929 there but fell below replacement on the 4 test crops (24.9 against
-        25.7 dB), 100 steps did not (26.6) (docs/reconstruct.md). With noise: replacement, 1000
-        steps (not measured against decomposed sampling)."""
-        if method == "decomposed" or (method is None and self.noise_std == 0):
-            return {"method": "decomposed", "steps": 100, "zeta": 0.7}
-        return {"method": "replacement", "steps": 1000, "snr": 0.16}
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return frozenset({"full-transform", "exact-inverse"})
 
     def __init__(self, image_size=None, noise_std: float = 0.0, *, noise: NoiseModel | None = None) -> None:
         noise = make_noise(noise_std, noise, "GrayscaleOp")
@@ -159,3 +153,15 @@ class GrayscaleOp(SubsampledTransformOp):
 
     def __repr__(self) -> str:
         return f"GrayscaleOp(image_size={self._hw}, noise={self.noise!r})"
+
+
+class GrayscaleSpec(OperatorSpec):
+    """``--operator grayscale``: a :class:`GrayscaleOp` on (3, N, N) images."""
+
+    def build(self, image_size: int, channels: int) -> GrayscaleOp:
+        if channels != 3:
+            raise ValueError(f"operator 'grayscale' works on 3-channel images, the model has {channels}")
+        return GrayscaleOp(image_size, noise_std=self.noise_std)
+
+
+register_family("grayscale", GrayscaleOp, GrayscaleSpec)

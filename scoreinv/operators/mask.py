@@ -10,9 +10,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import Field, model_validator
 
 from .base import LinearOperator, SubsampledTransformOp
 from .noise import NoiseModel, make_noise, noise_from_config
+from .registry import OperatorSpec, register_family
 
 #: The constructor options that choose the mask.
 _MASK_OPTIONS = ("mask", "boxes", "fraction", "generator", "image_size", "channels")
@@ -164,15 +166,9 @@ class MaskOp(SubsampledTransformOp):
         self.mask = m.float()
         self._mask64 = m
 
-    def default_settings(self, method: str | None = None) -> dict:
-        """Noise-free: decomposed sampling, 100 steps with the fresh-noise share ζ = 0.7. On 4
-        validation crops of the bundled colour prior (30% of the pixels kept) it gave 33.9 dB /
-        SSIM 0.906 against 33.1 / 0.889 for hard replacement at 1000 steps (2000 evaluations),
-        20× the cost (docs/reconstruct.md). With noise: replacement, 1000 steps (not measured
-        against decomposed sampling)."""
-        if method == "decomposed" or (method is None and self.noise_std == 0):
-            return {"method": "decomposed", "steps": 100, "zeta": 0.7}
-        return {"method": "replacement", "steps": 1000, "snr": 0.16}
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return frozenset({"full-transform", "exact-inverse"})
 
     # --- options ------------------------------------------------------------------------------------
     def _options(self) -> dict[str, Any]:
@@ -276,3 +272,29 @@ class MaskOp(SubsampledTransformOp):
                f"fraction={self._fraction}" if self._fraction is not None else "mask=...")
         return (f"MaskOp({how}, shape={self.in_shape}, known_fraction={self.known_fraction:.3f}, "
                 f"noise={self.noise!r})")
+
+
+class MaskSpec(OperatorSpec):
+    """``--operator mask``: a :class:`MaskOp` keeping a random ``fraction`` of the pixel positions
+    (drawn with ``mask_seed``) or everything but the ``boxes``."""
+
+    fraction: float | None = Field(None, gt=0, le=1, description="fraction of pixels kept, at random")
+    boxes: tuple[tuple[int, int, int, int], ...] | None = Field(
+        None, description="missing rectangles (top, left, height, width)")
+    mask_seed: int = Field(0, ge=0, lt=2**63, description="seed of the random choice of kept pixels")
+
+    @model_validator(mode="after")
+    def _one_pattern(self) -> MaskSpec:
+        if (self.fraction is None) == (self.boxes is None):
+            raise ValueError("operator kind 'mask' needs exactly one of fraction (e.g. --fraction 0.3) or boxes")
+        return self
+
+    def build(self, image_size: int, channels: int) -> MaskOp:
+        if self.boxes is not None:
+            return MaskOp(image_size=image_size, channels=channels, boxes=self.boxes, noise_std=self.noise_std)
+        generator = torch.Generator().manual_seed(self.mask_seed)
+        return MaskOp(image_size=image_size, channels=channels, fraction=self.fraction, generator=generator,
+                      noise_std=self.noise_std)
+
+
+register_family("mask", MaskOp, MaskSpec)

@@ -1,12 +1,14 @@
-"""Sparse-view parallel-beam CT: the operator A = Λ T (``RadonOp``).
+"""Parallel-beam CT: the operator A = Λ T (``RadonOp``), sparse-view or limited-angle.
 
 Geometry (see docs/operators.md and :mod:`~scoreinv.operators.system_matrix`): N×N unit
-pixels rotated about the image's geometric centre; ``n_detectors`` unit cells centred on
-the axis (default ceil(N·√2), enough to see the whole square at every angle); measured
-angles θ_k = k·π/n_views; the full-view transform T has ``full_views``, a multiple of
-n_views, θ_j = j·π/full_views, and the measured views are exactly its rows
-``measured_views = k·(full_views/n_views)``. A sinogram entry is a line integral in pixel
-units (a disk of radius r and value 1 gives 2√(r² − s²)).
+pixels rotated about the image's geometric centre; ``n_detectors`` cells of width
+``detector_spacing`` τ (pixel units, default 1) centred on the axis (default ceil(N·√2/τ),
+enough to see the whole square at every angle); measured angles θ_k = k·π/n_views, or any
+array of angles in radians. With equally spaced views over [0, π) the full-view transform T
+has ``full_views``, a multiple of n_views, θ_j = j·π/full_views, and the measured views are
+exactly its rows ``measured_views = k·(full_views/n_views)``; other angle arrays (a limited
+arc) have no T. A sinogram entry is a line integral in pixel units (a disk of radius r and
+value 1 gives 2√(r² − s²)).
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from .base import LinearOperator, Shape, SubsampledTransformOp, validate
 from .fbp import filtered_back_projection, normalise_filter
 from .noise import NoiseModel, make_noise, noise_from_config
-from .system_matrix import Geometry, SystemMatrix, apply_matrix, check_projector, system_matrix
+from .registry import OperatorSpec, register_family
+from .system_matrix import Geometry, SystemMatrix, apply_matrix, as_angles, check_projector, system_matrix
 
 
 def _positive_int(value, name: str) -> int:
@@ -36,45 +40,62 @@ def default_full_views(n_views: int) -> int:
     return n_views * max(1, math.ceil(180 / n_views))
 
 
-def default_detectors(image_size: int) -> int:
-    """D = ceil(N·√2): the detector cells that see an N×N image whole at every angle."""
-    return math.ceil(image_size * math.sqrt(2))
+def default_detectors(image_size: int, spacing: float = 1.0) -> int:
+    """D = ceil(N·√2 / τ): the detector cells of width τ that see an N×N image whole at every angle."""
+    if spacing == 1.0:
+        return math.ceil(image_size * math.sqrt(2))
+    return math.ceil(image_size * math.sqrt(2) / spacing - 1e-9)
 
 
-def image_size_for_detectors(n_detectors: int) -> int:
-    """The N with ``default_detectors(N) == n_detectors``.
+def image_size_for_detectors(n_detectors: int, spacing: float = 1.0) -> int:
+    """The N with ``default_detectors(N, spacing) == n_detectors``.
 
-    ceil(N·√2) is strictly increasing in N, so there is at most one; some D (93, say:
-    N = 65 gives 92 and 66 gives 94) have none, and are a ValueError.
+    ceil(N·√2/τ) is increasing in N, so for τ ≤ √2 there is at most one; some D (93, say, at
+    τ = 1: N = 65 gives 92 and 66 gives 94) have none, and are a ValueError.
     """
     d = int(n_detectors)
-    guess = int(d / math.sqrt(2))
+    guess = int(d * spacing / math.sqrt(2))
     for n in (guess - 1, guess, guess + 1):
-        if n >= 1 and default_detectors(n) == d:
+        if n >= 1 and default_detectors(n, spacing) == d:
             return n
     below = guess + 1
-    while below >= 1 and default_detectors(below) >= d:
+    while below >= 1 and default_detectors(below, spacing) >= d:
         below -= 1
-    near = (f" ({below}×{below} images give {default_detectors(below)}, {below + 1}×{below + 1} give "
-            f"{default_detectors(below + 1)})") if below >= 1 else ""
-    raise ValueError(f"a sinogram with {d} detectors fits no N×N image with the default ceil(N·√2) "
-                     f"detectors{near}: pass image_size= (and n_detectors=) to RadonOp")
+    near = (f" ({below}×{below} images give {default_detectors(below, spacing)}, {below + 1}×{below + 1} give "
+            f"{default_detectors(below + 1, spacing)})") if below >= 1 else ""
+    raise ValueError(f"a sinogram with {d} detectors fits no N×N image with the default ceil(N·√2/τ) "
+                     f"detectors{near}: pass image_size= (and detectors=) to RadonOp")
+
+
+def _even_views(angles: tuple[float, ...]) -> bool:
+    """Whether the angles are θ_k = k·π/V, k = 0…V−1 (the views of a full-view transform)."""
+    count = len(angles)
+    return bool(np.allclose(np.asarray(angles), np.arange(count) * (math.pi / count), rtol=0, atol=1e-6))
 
 
 class RadonOp(SubsampledTransformOp):
-    """Sparse-view parallel-beam CT: A = Λ T, T the ``full_views`` Radon transform,
-    Λ the ``n_views`` measured views.
+    """Parallel-beam CT: A = Λ T, T the ``full_views`` Radon transform, Λ the ``n_views``
+    measured views; or, for any other array of angles (a limited arc), A alone.
 
     Parameters
     ----------
     n_views:
-        Measured views, at θ_k = k·π/n_views (k = 0…n_views−1).
+        Measured views, at θ_k = k·π/n_views (k = 0…n_views−1). Give this or ``angles``.
     image_size:
         N: images are (B, 1, N, N), unit pixels. None: the operator takes its size from the
         sinogram or the model (:meth:`bind`, or the first data it is called on: N is the one
-        with ceil(N·√2) = D).
-    n_detectors:
-        D, unit-width detector cells centred on the axis; default ceil(N·√2).
+        with ceil(N·√2/τ) = D).
+    angles:
+        The measured angles in radians, in sinogram row order (a sequence, array or tensor),
+        instead of ``n_views``. Equally spaced views over [0, π) (k·π/V) are the same operator as
+        ``RadonOp(V)``; any other array (``np.linspace(0, np.pi / 2, 60, endpoint=False)``, a
+        limited arc) has no full-view transform T, so the methods that need one (consistency,
+        replacement) refuse it, and ``pinv`` weights each view by its angular gap.
+    detectors, n_detectors:
+        D, detector cells centred on the axis (two names for one option; give at most one);
+        default ceil(N·√2/τ).
+    detector_spacing:
+        τ > 0, the width of a detector cell in pixel units (default 1).
     full_views:
         Views of the full transform T (``transform``, ``inverse_transform``); a
         multiple of n_views; default the smallest multiple ≥ max(180, n_views).
@@ -100,95 +121,126 @@ class RadonOp(SubsampledTransformOp):
 
     modality = "ct"
 
-    def default_settings(self, method: str | None = None) -> dict:
-        """Decomposed sampling with a fixed share ζ of fresh noise per step, the mean of 2 samples of
-        50 steps (100 score evaluations). Noise-free: ζ = 0.85, and the steps below σ_t = 0.1 and
-        the last one project onto {A x = y} (300 CG iterations, ``final_iterations`` /
-        ``projection_noise_level``). Noisy: ζ = 0.9 and damping weight w = 0.5. Another
-        ``method`` gets the consistency settings.
-
-        Noise-free, on 8 validation anatomy phantoms (``phantoms("anatomy", 8, 64,
-        seed=5_000_000)``, ct-anatomy): 40.7 dB for the former default (one sample, K = 7
-        throughout), 42.0 for two such samples, 43.3 for two with K = 100 throughout (which
-        amplifies rounding), 43.6 for this default; σ_p = 0.03 and 0.3 gave 43.6 too
-        (docs/reconstruct.md).
-
-        Chosen on 8 validation phantoms (``phantoms("mixed", 8, 64, seed=5_000_000)``, 23 views,
-        bundled prior; docs/reconstruct.md). Noise-free, 50 steps: 45.0 dB with ζ = 0.85 against
-        43.0 with DDIM's η = 1. With 1% noise: 32.7 dB / SSIM 0.962 against 31.0 / 0.942 for the
-        former default (4 × 25 steps, η = 1, w = 3): re-noising most of each consistent estimate
-        forgets the measurement noise its consistency step fitted, so a weaker damping (closer
-        data fit) pays. ζ = 1 with w = 0.3 reached 33.0 dB but its samples spread 35% off the
-        exact posterior std on the Gaussian check (ζ = 0.9, w = 0.5: 25%), so it is not the
-        default.
-        """
-        if method in (None, "decomposed"):
-            if self.noise_std > 0:
-                return {"method": "decomposed", "steps": 50, "num_samples": 2, "zeta": 0.9, "damping_weight": 0.5}
-            return {"method": "decomposed", "steps": 50, "num_samples": 2, "zeta": 0.85, "final_iterations": 300,
-                    "projection_noise_level": 0.1}
-        if self.noise_std > 0:
-            return {"method": "consistency", "steps": 200, "snr": 0.246, "weight": 1.0,
-                    "final_iterations": 0, "final_damping": 0.0,
-                    "step_filter": "shepp-logan", "final_filter": "hann", "noise_weight": 0.25}
-        return {"method": "consistency", "steps": 500, "snr": 0.246, "weight": 1.0,
-                "final_iterations": 20, "final_damping": 0.0}
-
-    def minimum_steps(self, method: str) -> tuple[int, str] | None:
-        """Replacement needs 100 steps on a Radon transform: its step is x + T⁻¹Λᵀ(y − A x) with an
-        FBP for T⁻¹, exact only for masks and colour. On the bundled prior (23 views, 4 held-out
-        phantoms, noise-free) it gave 6.2 dB at 25 steps and 28.8 at 50, below SIRT-300's 29.7,
-        and 31.9 at 100."""
-        if method == "replacement":
-            return 100, ("its FBP-based replacement step is inexact for a Radon transform: fewer fell below "
-                         "SIRT on the bundled CT prior; method='decomposed' works from a few steps")
-        return None
-
-    def __init__(self, n_views: int, image_size: int | None = None, *, n_detectors: int | None = None,
+    def __init__(self, n_views: int | None = None, image_size: int | None = None, *, angles=None,
+                 detectors: int | None = None, n_detectors: int | None = None, detector_spacing: float = 1.0,
                  full_views: int | None = None, projector: str = "linear", noise_std: float = 0.0,
                  noise: NoiseModel | None = None, cache_dir: str | os.PathLike | None = None,
                  fbp_filter: str = "ram-lak") -> None:
+        if (n_views is None) == (angles is None):
+            raise ValueError("RadonOp: give the number of views (RadonOp(23)) or angles=..., exactly one")
+        if detectors is not None and n_detectors is not None:
+            raise ValueError("RadonOp: detectors= and n_detectors= are the same option; give one")
+        detectors = n_detectors if detectors is None else detectors
+        irregular = None
+        if angles is not None:
+            values = as_angles(angles)
+            if _even_views(values):
+                n_views = len(values)
+            else:
+                irregular = values
+                if full_views is not None:
+                    raise ValueError("RadonOp: full_views needs views equally spaced over [0, π) (n_views=); "
+                                     "these angles have no full-view transform")
+                n_views = len(values)
         n_views = _positive_int(n_views, "n_views")
         image_size = None if image_size is None else _positive_int(image_size, "image_size")
-        detectors_given = None if n_detectors is None else _positive_int(n_detectors, "n_detectors")
+        detectors_given = None if detectors is None else _positive_int(detectors, "detectors")
+        if isinstance(detector_spacing, bool) or not (isinstance(detector_spacing, (int, float, np.floating))
+                                                      and math.isfinite(detector_spacing) and detector_spacing > 0):
+            raise ValueError(f"RadonOp: detector_spacing must be a positive number (pixel units), "
+                             f"got {detector_spacing!r}")
+        self.detector_spacing = float(detector_spacing)
         views_given = None if full_views is None else _positive_int(full_views, "full_views")
-        full_views = default_full_views(n_views) if views_given is None else views_given
-        if full_views % n_views:
-            raise ValueError(f"RadonOp: full_views ({full_views}) must be a multiple of n_views "
-                             f"({n_views}) so that the measured views are a subset of the full ones")
         self.projector = check_projector(projector)
         self.fbp_filter = normalise_filter(fbp_filter)
         self.n_views = n_views
         self.image_size = image_size
-        self.full_views = full_views
         self.cache_dir = cache_dir
+        self._irregular = irregular
         self._given = {"n_detectors": detectors_given, "full_views": views_given}
-        self.full_angles = torch.arange(full_views, dtype=torch.float64) * (math.pi / full_views)
-        self.measured_views = torch.arange(n_views) * (full_views // n_views)
-        self.measured_angles = self.full_angles[self.measured_views]
+        if irregular is None:
+            full_views = default_full_views(n_views) if views_given is None else views_given
+            if full_views % n_views:
+                raise ValueError(f"RadonOp: full_views ({full_views}) must be a multiple of n_views "
+                                 f"({n_views}) so that the measured views are a subset of the full ones")
+            self.full_views = full_views
+            self.full_angles = torch.arange(full_views, dtype=torch.float64) * (math.pi / full_views)
+            self.measured_views = torch.arange(n_views) * (full_views // n_views)
+            self.measured_angles = self.full_angles[self.measured_views]
+        else:
+            self.full_views = None
+            self.full_angles = None
+            self.measured_views = None
+            self.measured_angles = torch.tensor(irregular, dtype=torch.float64)
         self._matrices: dict[str, SystemMatrix] = {}
         noise = make_noise(noise_std, noise, "RadonOp")
         if image_size is None:
             self.n_detectors = detectors_given
             super().__init__(None, None, noise=noise)
             return
-        n_detectors = default_detectors(image_size) if detectors_given is None else detectors_given
+        n_detectors = default_detectors(image_size, self.detector_spacing) if detectors_given is None \
+            else detectors_given
         self.n_detectors = n_detectors
         super().__init__((1, image_size, image_size), (1, n_views, n_detectors), noise=noise)
+        self._measured_geometry = Geometry(image_size, n_detectors, tuple(self.measured_angles.tolist()),
+                                           self.projector, self.detector_spacing)
+        if irregular is not None:
+            self._full_geometry = None
+            return
         self.full_shape = (1, full_views, n_detectors)
         mask = torch.zeros(self.full_shape)
         mask[:, self.measured_views] = 1.0
         self.mask = mask
-        self._full_geometry = Geometry(image_size, n_detectors, tuple(self.full_angles.tolist()), self.projector)
-        self._measured_geometry = Geometry(image_size, n_detectors, tuple(self.measured_angles.tolist()),
-                                           self.projector)
+        self._full_geometry = Geometry(image_size, n_detectors, tuple(self.full_angles.tolist()), self.projector,
+                                       self.detector_spacing)
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        if self._irregular is not None:
+            return frozenset({"line-integrals"})
+        return frozenset({"full-transform", "line-integrals"})
+
+    @property
+    def has_full_transform(self) -> bool:
+        """Whether the views are equally spaced over [0, π), so that the full-view transform T exists."""
+        return self._irregular is None
+
+    @property
+    def capability_note(self) -> str:
+        if self._irregular is None:
+            return ""
+        return (f"its {self.n_views} angles do not fill [0, π) evenly (a limited or irregular arc), so it has "
+                "no full-view transform T; method='decomposed' or 'guidance' need only A and Aᵀ")
+
+    @property
+    def projection_geometry(self) -> Geometry:
+        """The geometry of the measured views (for ASTRA's own algorithms, such as SIRT)."""
+        if not self.is_sized:
+            raise self._unsized_error("projection geometry")
+        return self._measured_geometry
+
+    def _no_full_transform(self) -> ValueError:
+        return ValueError(f"RadonOp: {self.capability_note}")
 
     # --- sizes and options ------------------------------------------------------------------------
     def _options(self) -> dict[str, Any]:
-        return {"n_views": self.n_views, "image_size": self.image_size,
-                "n_detectors": self._given["n_detectors"], "full_views": self._given["full_views"],
-                "projector": self.projector, "noise_std": 0.0, "noise": self.noise,
-                "cache_dir": self.cache_dir, "fbp_filter": self.fbp_filter}
+        views = {"n_views": self.n_views, "angles": None} if self._irregular is None else \
+            {"n_views": None, "angles": self._irregular}
+        return {**views, "image_size": self.image_size,
+                "detectors": None, "n_detectors": self._given["n_detectors"],
+                "full_views": self._given["full_views"], "detector_spacing": self.detector_spacing, "projector": self.projector, "noise_std": 0.0,
+                "noise": self.noise, "cache_dir": self.cache_dir, "fbp_filter": self.fbp_filter}
+
+    def _merge_options(self, current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+        merged = super()._merge_options(current, changes)
+        # n_views= and angles= choose the views two ways, detectors= and n_detectors= name one option
+        if "angles" in changes and "n_views" not in changes:
+            merged["n_views"] = None
+        if "n_views" in changes and "angles" not in changes:
+            merged["angles"] = None
+        if "detectors" in changes:
+            merged["n_detectors"] = None
+        return merged
 
     def _share_from(self, other: LinearOperator, changes: dict[str, Any]) -> None:
         # same geometry (another window or noise model): the same system matrices, built once
@@ -201,6 +253,9 @@ class RadonOp(SubsampledTransformOp):
         if len(shape) != 3 or shape[0] != 1 or shape[1] != shape[2]:
             raise ValueError(f"RadonOp works on images of shape (1, N, N), not {shape}")
         return shape[1]
+
+    def _size_for_detectors(self, d: int) -> int:
+        return image_size_for_detectors(d, self.detector_spacing)
 
     def _detectors_of(self, measurement_shape: Shape) -> int:
         shape = tuple(int(s) for s in measurement_shape)
@@ -229,7 +284,7 @@ class RadonOp(SubsampledTransformOp):
                 fits = ""
                 if self._given["n_detectors"] is None:
                     try:
-                        n = image_size_for_detectors(d)
+                        n = self._size_for_detectors(d)
                         fits = f", which fit {n}×{n} images"
                     except ValueError:
                         pass
@@ -244,7 +299,7 @@ class RadonOp(SubsampledTransformOp):
                 if d != explicit:
                     raise ValueError(f"the sinogram has {d} detectors, the RadonOp {explicit} (n_detectors)")
             else:
-                n_sinogram = image_size_for_detectors(d)
+                n_sinogram = self._size_for_detectors(d)
         if n_image is not None and n_sinogram is not None and n_image != n_sinogram:
             raise ValueError(f"the sinogram's {d} detectors fit {n_sinogram}×{n_sinogram} images, the "
                              f"model works on {n_image}×{n_image}")
@@ -257,6 +312,8 @@ class RadonOp(SubsampledTransformOp):
         return self._bound_copy(size, image_size=size)
 
     def _bind_full(self, shape: Shape) -> RadonOp:
+        if self._irregular is not None:
+            raise self._no_full_transform()
         shape = tuple(int(s) for s in shape)
         if len(shape) != 3 or shape[0] != 1 or shape[1] != self.full_views:
             raise ValueError(f"RadonOp's full sinograms have shape (1, {self.full_views}, D), not {shape}")
@@ -266,6 +323,8 @@ class RadonOp(SubsampledTransformOp):
     def _matrix(self, which: str) -> SystemMatrix:
         matrix = self._matrices.get(which)
         if matrix is None:
+            if which == "full" and self._irregular is not None:
+                raise self._no_full_transform()
             geometry = self._measured_geometry if which == "measured" else self._full_geometry
             matrix = system_matrix(geometry, self.cache_dir)
             self._matrices[which] = matrix
@@ -287,6 +346,16 @@ class RadonOp(SubsampledTransformOp):
     def _adjoint(self, y):
         return apply_matrix(self._matrix("measured"), y, self.in_shape, transpose=True)
 
+    @property
+    def full_shape(self):
+        if self._irregular is not None:
+            raise self._no_full_transform()
+        return super().full_shape
+
+    @full_shape.setter
+    def full_shape(self, shape) -> None:
+        self._full_shape = tuple(int(s) for s in shape)
+
     def _transform(self, x):
         return apply_matrix(self._matrix("full"), x, self.full_shape, transpose=False)
 
@@ -300,6 +369,8 @@ class RadonOp(SubsampledTransformOp):
         return filtered_back_projection(z, self._matrix("full"), self._full_geometry, self._window(filter))
 
     def _inverse_transform_measured(self, r):
+        if self._irregular is not None:
+            raise self._no_full_transform()
         # FBP is linear and sums views with weight π/(number of views): the full-view FBP of
         # a sinogram that is zero outside the measured views equals the measured-view FBP
         # scaled by n_views / full_views, at a fraction of the cost.
@@ -324,9 +395,13 @@ class RadonOp(SubsampledTransformOp):
         return op._pinv(validate(y, op.out_shape, "RadonOp.pinv"), filter)
 
     def _subsample(self, z):
+        if self._irregular is not None:
+            raise self._no_full_transform()
         return z[:, :, self.measured_views.to(z.device)]
 
     def _embed(self, y):
+        if self._irregular is not None:
+            raise self._no_full_transform()
         z = y.new_zeros((y.shape[0], *self.full_shape))
         z[:, :, self.measured_views.to(y.device)] = y
         return z
@@ -340,26 +415,67 @@ class RadonOp(SubsampledTransformOp):
 
     # --- description ------------------------------------------------------------------------------
     def config(self) -> dict:
-        return {"type": "RadonOp", "n_views": self.n_views, "image_size": self.image_size,
-                "n_detectors": self.n_detectors, "full_views": self.full_views,
-                "projector": self.projector, "fbp_filter": self.fbp_filter,
-                "noise": None if self.noise is None else self.noise.config()}
+        """The configuration (JSON-able); ``angles`` and ``detector_spacing`` only where they are not
+        the defaults, so configurations of the default geometry read as before."""
+        config = {"type": "RadonOp", "n_views": self.n_views, "image_size": self.image_size,
+                  "n_detectors": self.n_detectors, "full_views": self.full_views,
+                  "projector": self.projector, "fbp_filter": self.fbp_filter,
+                  "noise": None if self.noise is None else self.noise.config()}
+        if self._irregular is not None:
+            config["angles"] = list(self._irregular)
+        if self.detector_spacing != 1.0:
+            config["detector_spacing"] = self.detector_spacing
+        return config
 
     @classmethod
     def from_config(cls, config: dict) -> RadonOp:
         """Rebuild from :meth:`config` (configurations without ``fbp_filter`` get ram-lak)."""
         n_views, image_size = config["n_views"], config.get("image_size")
         n_detectors, full_views = config.get("n_detectors"), config.get("full_views")
-        if image_size is not None and n_detectors == default_detectors(image_size):
+        spacing = float(config.get("detector_spacing", 1.0))
+        angles = config.get("angles")
+        if image_size is not None and n_detectors == default_detectors(image_size, spacing):
             n_detectors = None  # the default: a rebuilt operator resized by with_options follows N
-        if full_views == default_full_views(n_views):
+        if angles is not None:
+            if len(angles) != n_views:
+                raise ValueError(f"RadonOp configuration: {len(angles)} angles for n_views={n_views}")
+            n_views, full_views = None, None
+        elif full_views == default_full_views(n_views):
             full_views = None
-        return cls(n_views, image_size, n_detectors=n_detectors, full_views=full_views,
-                   projector=config.get("projector", "linear"), noise=noise_from_config(config.get("noise")),
-                   fbp_filter=config.get("fbp_filter", "ram-lak"))
+        return cls(n_views, image_size, angles=angles, n_detectors=n_detectors, full_views=full_views,
+                   detector_spacing=spacing, projector=config.get("projector", "linear"),
+                   noise=noise_from_config(config.get("noise")), fbp_filter=config.get("fbp_filter", "ram-lak"))
 
     def __repr__(self) -> str:
         filter_part = "" if self.fbp_filter == "ram-lak" else f", fbp_filter={self.fbp_filter!r}"
-        return (f"RadonOp(n_views={self.n_views}, image_size={self.image_size}, "
-                f"n_detectors={self.n_detectors}, full_views={self.full_views}, "
+        views = (f"n_views={self.n_views}" if self._irregular is None else
+                 f"angles=[{len(self._irregular)} angles in {min(self._irregular):.4g}…{max(self._irregular):.4g}]")
+        spacing = "" if self.detector_spacing == 1.0 else f", detector_spacing={self.detector_spacing:g}"
+        return (f"RadonOp({views}, image_size={self.image_size}, "
+                f"n_detectors={self.n_detectors}{spacing}, full_views={self.full_views}, "
                 f"projector={self.projector!r}, noise={self.noise!r}{filter_part})")
+
+
+class RadonSpec(OperatorSpec):
+    """``--operator radon``: a :class:`RadonOp` on (1, N, N) images."""
+
+    views: int = Field(23, ge=1, description="measured views")
+    arc: float | None = Field(None, gt=0, description="angular range of the views in radians, equally spaced "
+                              "from 0 (unset: the family's full scan; radon: [0, π))")
+    detectors: int | None = Field(None, ge=1, description="detector cells (unset: enough to see the whole image)")
+    detector_spacing: float | None = Field(None, gt=0, description="detector cell width, pixel units "
+                                           "(unset: the family's; radon: 1)")
+
+    def build(self, image_size: int, channels: int) -> RadonOp:
+        if channels != 1:
+            raise ValueError(f"operator 'radon' works on 1-channel images, the model has {channels} channels")
+        spacing = 1.0 if self.detector_spacing is None else self.detector_spacing
+        if self.arc is None:
+            return RadonOp(self.views, image_size, detectors=self.detectors, detector_spacing=spacing,
+                           noise_std=self.noise_std)
+        angles = np.linspace(0.0, self.arc, self.views, endpoint=False)
+        return RadonOp(angles=angles, image_size=image_size, detectors=self.detectors, detector_spacing=spacing,
+                       noise_std=self.noise_std)
+
+
+register_family("radon", RadonOp, RadonSpec)

@@ -1,14 +1,17 @@
-"""Parallel-beam geometry and ASTRA system matrices, cached and applied as sparse CSR products.
+"""Projection geometries and ASTRA system matrices, cached and applied as sparse CSR products.
 
 Geometry (see docs/operators.md):
 
 * an N×N image of unit pixels, rotated about its geometric centre; x points along
   the columns (right), y against the rows (up): pixel (row i, column j) has centre
   (j − (N−1)/2, (N−1)/2 − i);
-* D unit-width detector cells centred on the rotation axis; cell d sits at
-  s_d = d − (D−1)/2;
-* at angle θ, the point (x, y) projects onto s = x cos θ + y sin θ; a sinogram entry
-  is the line integral along the ray through s_d, in pixel units.
+* D detector cells of width ``detector_spacing`` (pixel units, default 1) centred on the
+  rotation axis; cell d sits at u_d = (d − (D−1)/2) · spacing;
+* parallel beam: at angle θ, the point (x, y) projects onto s = x cos θ + y sin θ; a sinogram
+  entry is the line integral along the ray through u_d, in pixel units;
+* fan beam (``source_distance`` R and ``detector_distance`` D' set): ASTRA's ``fanflat``, a point
+  source at distance R from the isocentre and a flat detector at D' beyond it; the ray of cell d
+  joins the source to u_d on the detector.
 
 ASTRA's CPU projector (``linear``, ``line`` or ``strip``) exports the system matrix once
 per geometry. It is held as a torch sparse CSR matrix together with a stored CSR
@@ -21,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import threading
 import warnings
 from collections import OrderedDict
@@ -30,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from scoreinv.atomic import atomic_path
 
 PROJECTORS = ("linear", "line", "strip")
 _CACHE_FORMAT = 1
@@ -40,7 +44,7 @@ _MEMORY_CACHE_SIZE = 8
 
 @dataclass(frozen=True)
 class Geometry:
-    """One parallel-beam geometry: N×N unit pixels, D unit detector cells, the angles, the projector.
+    """One projection geometry: N×N unit pixels, D detector cells, the angles, the projector.
 
     Attributes
     ----------
@@ -51,13 +55,38 @@ class Geometry:
     angles:
         The projection angles in radians (float64 values), in sinogram row order.
     projector:
-        ASTRA CPU projector name (one of ``PROJECTORS``).
+        ASTRA CPU projector name (``PROJECTORS`` for parallel beam; ``line_fanflat`` or
+        ``strip_fanflat`` for fan beam).
+    detector_spacing:
+        Width of a detector cell, in pixel units.
+    source_distance, detector_distance:
+        Fan beam: source to isocentre and isocentre to detector, in pixel units (None: parallel beam).
     """
 
     image_size: int
     n_detectors: int
     angles: tuple[float, ...]  # radians (float64 values)
     projector: str
+    detector_spacing: float = 1.0
+    source_distance: float | None = None
+    detector_distance: float | None = None
+
+    @property
+    def is_fan(self) -> bool:
+        return self.source_distance is not None
+
+    def astra_geometries(self):
+        """ASTRA's (volume, projection) geometries: the window [−N/2, N/2]², unit pixels, centred."""
+        import astra
+
+        volume = astra.create_vol_geom(self.image_size, self.image_size)
+        angles = np.asarray(self.angles, dtype=np.float64)
+        if self.is_fan:
+            projection = astra.create_proj_geom("fanflat", float(self.detector_spacing), self.n_detectors, angles,
+                                                float(self.source_distance), float(self.detector_distance))
+        else:
+            projection = astra.create_proj_geom("parallel", float(self.detector_spacing), self.n_detectors, angles)
+        return volume, projection
 
     @property
     def n_angles(self) -> int:
@@ -70,6 +99,8 @@ class Geometry:
         h = hashlib.sha256()
         h.update(f"v{_CACHE_FORMAT}|astra {astra.__version__}|{self.projector}|"
                  f"{self.image_size}|{self.n_detectors}|".encode())
+        if self.detector_spacing != 1.0 or self.is_fan:  # (unit-pitch parallel beam keeps its earlier key)
+            h.update(f"{self.detector_spacing!r}|{self.source_distance!r}|{self.detector_distance!r}|".encode())
         h.update(np.asarray(self.angles, dtype=np.float64).tobytes())
         return h.hexdigest()[:32]
 
@@ -121,8 +152,7 @@ def _astra_matrix(geometry: Geometry):
     import astra
 
     n, d = geometry.image_size, geometry.n_detectors
-    vol = astra.create_vol_geom(n, n)  # window [−N/2, N/2]², unit pixels, centred
-    proj = astra.create_proj_geom("parallel", 1.0, d, np.asarray(geometry.angles, dtype=np.float64))
+    vol, proj = geometry.astra_geometries()
     pid = astra.create_projector(geometry.projector, proj, vol)
     try:
         mid = astra.projector.matrix(pid)
@@ -201,7 +231,9 @@ def _cache_file(key: str, cache_dir) -> Path:
 def _geometry_record(geometry: Geometry) -> dict:
     return {"format": _CACHE_FORMAT, "image_size": geometry.image_size,
             "n_detectors": geometry.n_detectors, "projector": geometry.projector,
-            "angles": torch.tensor(geometry.angles, dtype=torch.float64)}
+            "angles": torch.tensor(geometry.angles, dtype=torch.float64),
+            "detector_spacing": geometry.detector_spacing, "source_distance": geometry.source_distance,
+            "detector_distance": geometry.detector_distance}
 
 
 def _load_from_disk(key, geometry, cache_dir) -> SystemMatrix | None:
@@ -213,7 +245,10 @@ def _load_from_disk(key, geometry, cache_dir) -> SystemMatrix | None:
         rec = data["geometry"]
         if (rec["format"] != _CACHE_FORMAT or rec["image_size"] != geometry.image_size
                 or rec["n_detectors"] != geometry.n_detectors or rec["projector"] != geometry.projector
-                or not torch.equal(rec["angles"], torch.tensor(geometry.angles, dtype=torch.float64))):
+                or not torch.equal(rec["angles"], torch.tensor(geometry.angles, dtype=torch.float64))
+                or rec.get("detector_spacing", 1.0) != geometry.detector_spacing
+                or rec.get("source_distance") != geometry.source_distance
+                or rec.get("detector_distance") != geometry.detector_distance):
             return None
         m = data["matrix"]
         shape = (geometry.n_angles * geometry.n_detectors, geometry.image_size ** 2)
@@ -224,20 +259,9 @@ def _load_from_disk(key, geometry, cache_dir) -> SystemMatrix | None:
 
 
 def _save_to_disk(key, geometry, matrix: SystemMatrix, cache_dir) -> None:
-    directory = Path(cache_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = _cache_file(key, directory)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"geometry": _geometry_record(geometry), "matrix": matrix.tensors()}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic: readers see the old file or the complete new one
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    # atomic: readers see the old file or the complete new one, with the mode of every other output
+    with atomic_path(_cache_file(key, cache_dir)) as temporary, open(temporary, "wb") as handle:
+        torch.save({"geometry": _geometry_record(geometry), "matrix": matrix.tensors()}, handle)
 
 
 # --- applying a matrix with autograd ---------------------------------------------------------

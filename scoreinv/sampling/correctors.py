@@ -11,6 +11,7 @@ import abc
 
 import torch
 
+from scoreinv.registries import register
 from scoreinv.sde import SDE, ScoreFn, VPSDE, expand_to
 from scoreinv.seeding import standard_normal
 
@@ -95,11 +96,11 @@ CORRECTORS: dict[str, type[Corrector]] = {
 
 
 def register_corrector(cls: type[Corrector]) -> type[Corrector]:
-    """Class decorator: add a :class:`Corrector` subclass to :data:`CORRECTORS` under its ``name``."""
+    """Class decorator: add a :class:`Corrector` subclass to :data:`CORRECTORS` under its ``name``; a name
+    already registered is a ValueError."""
     if not cls.name:
         raise ValueError(f"{cls.__name__} needs a non-empty name to be registered")
-    CORRECTORS[cls.name] = cls
-    return cls
+    return register(CORRECTORS, cls.name, cls, "corrector")
 
 
 def make_corrector(name: str, sde: SDE, score_fn: ScoreFn, snr: float, n_steps: int) -> Corrector:

@@ -15,6 +15,7 @@ import math
 
 import torch
 
+from scoreinv.registries import register
 from scoreinv.sde import SDE, ScoreFn, SubVPSDE, VESDE, VPSDE, expand_to
 from scoreinv.seeding import standard_normal
 
@@ -179,11 +180,11 @@ PREDICTORS: dict[str, type[Predictor]] = {
 
 def register_predictor(cls: type[Predictor]) -> type[Predictor]:
     """Class decorator: add a :class:`Predictor` subclass to :data:`PREDICTORS` under its ``name``
-    (from outside the package too; samplers and reconstruction settings then accept the name)."""
+    (from outside the package too; samplers and reconstruction settings then accept the name). A name
+    already registered is a ValueError."""
     if not cls.name:
         raise ValueError(f"{cls.__name__} needs a non-empty name to be registered")
-    PREDICTORS[cls.name] = cls
-    return cls
+    return register(PREDICTORS, cls.name, cls, "predictor")
 
 
 def make_predictor(name: str, sde: SDE, score_fn: ScoreFn, **options) -> Predictor:

@@ -14,8 +14,8 @@ T domain, in the *residual* form
 
 which equals the paper's T⁻¹[λ Λ ŷ_t + (1 − λ) Λ T x + (I − Λ) T x] when T⁻¹ is exact
 (inpainting, colorization) and, with an approximate T⁻¹ (FBP), does not compound
-its error into the unmeasured part at every step (DESIGN.md measures 0.58 vs 0.11
-relative error of the posterior mean). λ = 1 with an exact T⁻¹ is hard replacement
+its error into the unmeasured part at every step (0.58 vs 0.11 relative error of the
+posterior mean on a Gaussian prior, docs/reconstruct.md). λ = 1 with an exact T⁻¹ is hard replacement
 (score_sde's inpainting and colorization samplers).
 
 With noisy measurements y = A x_0 + n, n ~ N(0, σ_y² I), the target ŷ_t carries the noise
@@ -94,6 +94,9 @@ class MeasurementConsistency(Conditioning):
                 f"measurement consistency needs a subsampled-transform operator (A = Λ T with "
                 f"transform / inverse_transform / mask), got {type(operator).__name__}; use method='guidance'"
             )
+        if "full-transform" not in operator.capabilities:
+            raise ValueError(f"measurement consistency needs the full transform T of A = Λ T, which this "
+                             f"{operator.name} lacks: {getattr(operator, 'capability_note', '') or 'no full transform'}")
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"the consistency weight λ must lie in [0, 1], got {weight}")
         if final_iterations < 0 or final_damping < 0:

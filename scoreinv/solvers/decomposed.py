@@ -41,25 +41,47 @@ DDIMPredictor`) calls :meth:`DecomposedConsistency.denoised` on its Tweedie esti
 :meth:`DecomposedConsistency.finish` on the final one. It needs only A and Aᵀ, so it serves
 every :class:`~scoreinv.operators.LinearOperator`.
 
-Settings (fields of :class:`~scoreinv.config.ReconstructionSettings`): ``steps`` (N, = score
-evaluations), ``eta`` (η), ``zeta`` (ζ, replaces η's rule when set), ``cg_iterations`` (K),
-``final_iterations`` (K_final), ``projection_noise_level`` (σ_p), ``damping_weight`` (w),
-``start_noise_level`` (σ_s) and ``start_iterations``, ``time_grid``
-(spacing of the time points; ``predictor``, ``corrector`` and ``snr`` are not used).
+Settings (:class:`DecomposedSettings`): ``steps`` (N, = score evaluations), ``eta`` (η), ``zeta``
+(ζ, replaces η's rule when set), ``cg_iterations`` (K), ``projection_iterations`` (K_final),
+``projection_noise_level`` (σ_p), ``damping_weight`` (w), ``start_noise_level`` (σ_s) and
+``start_iterations`` (a part-way start), ``time_grid`` (spacing of the time
+points); the predictor is ``ddim`` and there is no corrector, which the stored settings say.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import Field, model_validator
 
-from scoreinv.config import ReconstructionSettings
 from scoreinv.operators import LinearOperator, least_squares
 from scoreinv.sampling.pc import Conditioning, SampleResult, default_eps, pc_sample
 from scoreinv.sde import SDE, ScoreFn
 from scoreinv.seeding import randn
-from scoreinv.solvers.registry import Method, register_method
+from scoreinv.solvers.registry import Method, MethodSettings, register_method
+
+
+class DecomposedSettings(MethodSettings):
+    """The decomposed sampler's settings: DDIM steps through CG-consistent Tweedie estimates."""
+
+    predictor: Literal["ddim"] = Field("ddim", description="the sampler's predictor (fixed)")
+    corrector: Literal["none"] = Field("none", description="no corrector (fixed)")
+    eta: float | None = Field(1.0, ge=0, le=1, description="DDIM stochasticity η")
+    zeta: float | None = Field(None, ge=0, le=1, description="share ζ of fresh noise per step (replaces η)")
+    cg_iterations: int = Field(7, ge=0, description="K, CG iterations per consistency step")
+    projection_iterations: int = Field(7, ge=0, description="K_final, CG iterations of the last step and below σ_p")
+    projection_noise_level: float | None = Field(None, ge=0, description="σ_p")
+    damping_weight: float = Field(3.0, ge=0, description="w of δ_t = w σ_y² / σ_t²")
+    start_noise_level: float | None = Field(None, gt=0, description="σ_s of a part-way start (None: from T)")
+    start_iterations: int = Field(30, ge=0, description="CG iterations of the estimate a part-way start noises")
+    time_grid: Literal["uniform", "log-sigma", "karras"] = "log-sigma"
+
+    @model_validator(mode="after")
+    def _one_noise_rule(self) -> DecomposedSettings:
+        if (self.eta is None) == (self.zeta is None):
+            raise ValueError("the decomposed sampler takes exactly one of eta and zeta")
+        return self
 
 
 class DecomposedConsistency(Conditioning):
@@ -79,19 +101,19 @@ class DecomposedConsistency(Conditioning):
         w of δ_t = w σ_y² / σ_t² (σ_y = ``operator.noise_std``; δ_t = 0 when σ_y = 0).
     final_time:
         The last time point ε, whose damping the final step uses.
-    final_iterations:
+    projection_iterations:
         K_final, CG iterations of the final step (None: K).
     projection_noise_level:
         σ_p: steps at σ_t < σ_p also run K_final iterations (None: only the final step).
     """
 
     def __init__(self, sde: SDE, operator: LinearOperator, y: torch.Tensor, iterations: int,
-                 damping_weight: float, final_time: float, final_iterations: int | None = None,
+                 damping_weight: float, final_time: float, projection_iterations: int | None = None,
                  projection_noise_level: float | None = None) -> None:
         if iterations < 0:
             raise ValueError(f"cg_iterations must be >= 0, got {iterations}")
-        if final_iterations is not None and final_iterations < 0:
-            raise ValueError(f"final_iterations must be >= 0, got {final_iterations}")
+        if projection_iterations is not None and projection_iterations < 0:
+            raise ValueError(f"projection_iterations must be >= 0, got {projection_iterations}")
         if not damping_weight >= 0:
             raise ValueError(f"damping_weight must be >= 0, got {damping_weight}")
         self.sde = sde
@@ -100,7 +122,7 @@ class DecomposedConsistency(Conditioning):
         self.iterations = int(iterations)
         self.noise_variance = float(damping_weight) * float(operator.noise_std) ** 2
         self.final_time = float(final_time)
-        self.final_iterations = self.iterations if final_iterations is None else int(final_iterations)
+        self.projection_iterations = self.iterations if projection_iterations is None else int(projection_iterations)
         self.projection_noise_level = projection_noise_level
 
     def noise_level(self, t: float) -> float:
@@ -123,21 +145,20 @@ class DecomposedConsistency(Conditioning):
     def denoised(self, x0: torch.Tensor, t: torch.Tensor, generator: Any) -> torch.Tensor:
         time = float(t[0])
         late = self.projection_noise_level is not None and self.noise_level(time) < self.projection_noise_level
-        return self.consistent(x0, time, self.final_iterations if late else self.iterations)
+        return self.consistent(x0, time, self.projection_iterations if late else self.iterations)
 
     def finish(self, x: torch.Tensor) -> torch.Tensor:
-        return self.consistent(x, self.final_time, self.final_iterations)
+        return self.consistent(x, self.final_time, self.projection_iterations)
 
 
 @register_method
 class Decomposed(Method):
     """Decomposed sampling: DDIM steps (``eta``, or the fresh-noise share ``zeta``) through a CG-consistent Tweedie estimate
-    (``cg_iterations``, ``damping_weight``; ``final_iterations`` for the last one and those below
+    (``cg_iterations``, ``damping_weight``; ``projection_iterations`` for the last one and those below
     ``projection_noise_level``), on a ``time_grid``; one score evaluation per step."""
 
     name = "decomposed"
-    defaults = {"eta": 1.0, "cg_iterations": 7, "final_iterations": 7, "damping_weight": 3.0,
-                "time_grid": "log-sigma", "start_iterations": 30}
+    settings_model = DecomposedSettings
     #: η's rule and a fixed ζ both set the noise of the DDIM step.
     exclusive_settings = (("eta", "zeta"),)
     #: Both bundled CT priors, 23 views, 4 held-out phantoms, noise-free (FBP 25.6 dB): 3 steps
@@ -148,16 +169,17 @@ class Decomposed(Method):
     minimum_steps_reason = "with fewer it fell below FBP on the bundled CT priors"
 
     def build(self, score_fn: ScoreFn, sde: SDE, operator: Any, y: torch.Tensor,
-              settings: ReconstructionSettings) -> tuple[ScoreFn, Conditioning | None]:
+              settings: Any) -> tuple[ScoreFn, Conditioning | None]:
         return score_fn, DecomposedConsistency(sde, operator, y, settings.cg_iterations,
                                                settings.damping_weight, default_eps(sde),
-                                               settings.final_iterations, settings.projection_noise_level)
+                                               settings.projection_iterations, settings.projection_noise_level)
 
     def sample(self, score_fn: ScoreFn, sde: SDE, operator: Any, y: torch.Tensor,
-               settings: ReconstructionSettings, *, generator: Any = None, eps: float | None = None,
+               settings: Any, *, generator: Any = None, eps: float | None = None,
                progress: bool = True) -> SampleResult:
         """One posterior sample per measurement: :func:`pc_sample` with the ``ddim`` predictor,
         no corrector, the consistency of :meth:`build` in its ``denoised`` and ``finish`` hooks."""
+        settings = self.typed(settings)
         sampler_score, conditioning = self.build(score_fn, sde, operator, y, settings)
         noise_rule = {"zeta": settings.zeta} if settings.zeta is not None else {"eta": settings.eta}
         if eps is not None:
@@ -166,7 +188,7 @@ class Decomposed(Method):
         start_time, x_init = self.start(sde, conditioning, shape, settings, generator, y)
         return pc_sample(
             sampler_score, sde, shape, steps=settings.steps, predictor="ddim",
-            corrector="none", predictor_options=noise_rule, time_grid=settings.time_grid or "uniform",
+            corrector="none", predictor_options=noise_rule, time_grid=settings.time_grid,
             eps=eps, generator=generator, device=y.device, conditioning=conditioning, dtype=y.dtype,
             progress=progress, x_init=x_init, start_time=start_time,
         )

@@ -128,7 +128,7 @@ def load_prior(model: str | os.PathLike | None, device: torch.device | None,
     ----------
     model:
         A registered prior's name or a checkpoint path; None: the registered prior for the
-        operator's modality, channels and image size (:func:`scoreinv.checkpoint.default_prior`),
+        operator's modality, channels and image size (:func:`scoreinv.checkpoint.default_prior_for`),
         the library's rule.
     device:
         Where to load it.
@@ -288,7 +288,7 @@ def reconstruct_h5(
         ``OUT.parts/`` (:func:`work_folder`).
     model:
         A registered prior's name or a checkpoint path; None (default): the registered prior for
-        the operator's modality, channels and image size (:func:`scoreinv.checkpoint.default_prior`).
+        the operator's modality, channels and image size (:func:`scoreinv.checkpoint.default_prior_for`).
         The output records which one ran (name or path, and the file's SHA-256).
     settings:
         Sampler settings (``None``: all defaults for the operator). Defaults are resolved and

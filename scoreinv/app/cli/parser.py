@@ -118,10 +118,24 @@ def settings_flags(args: argparse.Namespace) -> dict[str, Any]:
     return {f"settings.{name}": getattr(args, f"settings.{name}") for name in ReconstructionSettings.model_fields}
 
 
+def _operator_flag_fields() -> dict[str, dict[str, Any]]:
+    """The fields of :data:`~scoreinv.config.OperatorConfig` that a flag can set, with their flag options
+    (fields of types no flag can carry, such as a mask's ``boxes``, are for configuration files)."""
+    flagged = {}
+    for name, info in OperatorConfig.model_fields.items():
+        if name == "kind":
+            continue
+        try:
+            flagged[name] = _field_options(name, info)
+        except TypeError:
+            continue
+    return flagged
+
+
 def operator_flags(args: argparse.Namespace) -> dict[str, Any]:
     """The operator flags of a parsed command as ``{"operator.<field>": value or None}``."""
-    return {"operator.kind": args.operator, "operator.views": args.views, "operator.noise_std": args.noise_std,
-            "operator.fraction": args.fraction, "operator.mask_seed": args.mask_seed}
+    return {"operator.kind": args.operator,
+            **{f"operator.{name}": getattr(args, f"operator.{name}") for name in _operator_flag_fields()}}
 
 
 class Parser(argparse.ArgumentParser):
@@ -132,12 +146,14 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_operator_options(parser: argparse.ArgumentParser, what: str = "forward operator") -> None:
-    """The options of :class:`~scoreinv.config.OperatorConfig` that a flag can set."""
-    setting(parser, "--operator", OperatorConfig, "kind", choices=["radon", "mask", "grayscale"], help=what)
-    setting(parser, "--views", OperatorConfig, "views", type=int)
-    setting(parser, "--noise-std", OperatorConfig, "noise_std", type=float)
-    setting(parser, "--fraction", OperatorConfig, "fraction", type=float)
-    setting(parser, "--mask-seed", OperatorConfig, "mask_seed", type=int)
+    """The options of :data:`~scoreinv.config.OperatorConfig` that a flag can set: ``--operator``
+    (the family) and one flag per field of the registered families' specs, generated from them."""
+    kinds = list(typing.get_args(OperatorConfig.model_fields["kind"].annotation))
+    setting(parser, "--operator", OperatorConfig, "kind", choices=kinds, help=what, dest="operator")
+    for name, options in _operator_flag_fields().items():
+        shown = None if name == "noise_std" else OperatorConfig.family_defaults(name)
+        setting(parser, "--" + name.replace("_", "-"), OperatorConfig, name, default_text=shown,
+                dest=f"operator.{name}", **options)
 
 
 NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?|inf|infinity|nan)$", re.IGNORECASE)

@@ -1,0 +1,192 @@
+"""Reconstruction policy: which method, and which settings, suit an operator.
+
+Operators name no method; they state what they offer (``operator.capabilities``), their noise
+and their image size. The policy reads those as a :class:`Problem` and answers two questions,
+each by the first rule that matches (so a more specific rule goes above a general one):
+
+* :data:`METHOD_RULES`: the method to run when the user names none;
+* :data:`SETTINGS_RULES`: the settings of a method on a problem (each rule for named methods,
+  or for any method; a method takes the fields of the rule that it reads). Fields neither the
+  user nor a rule sets take the method's own default (its ``settings_model``).
+
+:func:`scoreinv.reconstruct.resolve_settings` is the one place that applies them. A rule's
+settings are checked against :class:`~scoreinv.config.ReconstructionSettings` when it is made (a
+misspelt name is a ValueError), and against the typed settings of the methods it names when it is
+applied. A new rule is one entry, for instance a default for large CT images::
+
+    SETTINGS_RULES.insert(0, SettingsRule(
+        "CT at 256² and above", lambda p: "line-integrals" in p.capabilities and p.size >= 256,
+        ("decomposed",), {"steps": 30, "num_samples": 1}))
+
+The numbers were measured on validation images (docs/reconstruct.md gives each run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from scoreinv.config import ReconstructionSettings
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What the policy sees of a reconstruction problem.
+
+    Attributes
+    ----------
+    capabilities:
+        The operator's capabilities (``"full-transform"``, ``"exact-inverse"``, ``"line-integrals"``, ...).
+    modality:
+        The prior domain of its images (``"ct"``, ``"colour"``), or None.
+    noise_std:
+        σ_y of the measurement noise (0: noise-free).
+    image_shape:
+        (C, H, W) of one image, or None for an operator without a size.
+    """
+
+    capabilities: frozenset[str] = frozenset()
+    modality: str | None = None
+    noise_std: float = 0.0
+    image_shape: tuple[int, int, int] | None = None
+
+    @classmethod
+    def of(cls, operator: Any) -> Problem:
+        """The problem posed by ``operator``."""
+        try:
+            shape = tuple(int(s) for s in operator.in_shape)
+        except (ValueError, TypeError, AttributeError):  # an operator without a size yet
+            shape = None
+        return cls(frozenset(getattr(operator, "capabilities", ())), getattr(operator, "modality", None),
+                   float(getattr(operator, "noise_std", 0.0)), shape if shape and len(shape) == 3 else None)
+
+    @property
+    def noisy(self) -> bool:
+        return self.noise_std > 0
+
+    @property
+    def size(self) -> int:
+        """The larger image side in pixels (0 when unknown)."""
+        return max(self.image_shape[1:]) if self.image_shape is not None else 0
+
+    def has(self, *capabilities: str) -> bool:
+        return set(capabilities) <= self.capabilities
+
+
+Condition = Callable[[Problem], bool]
+
+
+def _always(problem: Problem) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class MethodRule:
+    """Run ``method`` on the problems where ``when`` holds (and the user named no method)."""
+
+    note: str
+    when: Condition
+    method: str
+
+
+@dataclass(frozen=True)
+class SettingsRule:
+    """Settings for ``methods`` (empty: any method) on the problems where ``when`` holds."""
+
+    note: str
+    when: Condition
+    methods: tuple[str, ...]
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(key for key in self.settings if key not in ReconstructionSettings.model_fields
+                         or key == "method")
+        if unknown:
+            raise ValueError(f"policy rule {self.note!r}: {', '.join(map(repr, unknown))} "
+                             "is not a setting (see ReconstructionSettings)")
+        ReconstructionSettings(**self.settings)  # the values, checked field by field
+
+    def applies(self, problem: Problem, method: str) -> bool:
+        return (not self.methods or method in self.methods) and self.when(problem)
+
+
+def _ct(problem: Problem) -> bool:
+    return problem.has("line-integrals")
+
+
+def _exact(problem: Problem) -> bool:
+    return problem.has("full-transform", "exact-inverse")
+
+
+#: The method when the user names none: the first rule that holds.
+METHOD_RULES: list[MethodRule] = [
+    MethodRule("CT: decomposed sampling", _ct, "decomposed"),
+    MethodRule("masks and colour, noise-free: decomposed sampling", lambda p: _exact(p) and not p.noisy,
+               "decomposed"),
+    MethodRule("masks and colour, noisy: hard replacement", _exact, "replacement"),
+    MethodRule("any other A = Λ T: consistency steps", lambda p: p.has("full-transform"), "consistency"),
+    MethodRule("any other operator: gradient guidance", _always, "guidance"),
+]
+
+# Decomposed sampling on masks and colour: on 4 validation crops of the bundled colour prior, 100
+# steps with ζ = 0.7 gave 33.9 dB / SSIM 0.906 (30% of the pixels kept) against 33.1 / 0.889 for hard
+# replacement at 1000 steps, and 24.0 / 0.912 against 23.2 / 0.914 for colorization; 50 steps fell
+# below replacement on the colorization test crops (docs/reconstruct.md).
+_EXACT_DECOMPOSED = {"steps": 100, "zeta": 0.7}
+
+#: The settings of a method on a problem: the first rule that holds for both.
+SETTINGS_RULES: list[SettingsRule] = [
+    # CT above 64² (the patch prior's sizes), on 3 validation anatomy phantoms at 256² (seed 5_000_000,
+    # 23 views, docs/clinical.md): two samples of 30 steps each started part-way from σ_s = 2 (60 score
+    # evaluations) gave 33.3 dB noise-free against 32.7 for one sample of 50 steps from T; one sample of
+    # 30 steps from σ_s = 2 gave 31.0 dB with 1% noise against 31.5 for the 64² rule's 2 × 50. The 64²
+    # rule's late projections (300 CG iterations at every step below σ_t = 0.1) cost ≈ 12 s each at
+    # 256², so here only the last step projects.
+    SettingsRule("CT above 64², noise-free, decomposed", lambda p: _ct(p) and not p.noisy and p.size > 64,
+                 ("decomposed",),
+                 {"steps": 30, "num_samples": 2, "zeta": 0.85, "projection_iterations": 300,
+                  "start_noise_level": 2.0}),
+    SettingsRule("CT above 64², noisy, decomposed", lambda p: _ct(p) and p.size > 64, ("decomposed",),
+                 {"steps": 30, "num_samples": 2, "zeta": 0.9, "damping_weight": 0.5, "start_noise_level": 2.0}),
+    # Noise-free CT, on 8 validation phantoms (phantoms("mixed", 8, 64, seed=5_000_000), 23 views):
+    # 45.0 dB with ζ = 0.85 against 43.0 with DDIM's η = 1; two samples of 50 steps with the steps
+    # below σ_t = 0.1 and the last one projecting onto {A x = y} (300 CG iterations) gave 43.6 dB on
+    # 8 validation anatomy phantoms against 40.7 for one sample with K = 7 throughout.
+    SettingsRule("CT, noise-free, decomposed", lambda p: _ct(p) and not p.noisy, ("decomposed",),
+                 {"steps": 50, "num_samples": 2, "zeta": 0.85, "projection_iterations": 300,
+                  "projection_noise_level": 0.1}),
+    # CT with 1% noise, same phantoms: ζ = 0.9 and damping w = 0.5 gave 32.7 dB / SSIM 0.962 against
+    # 31.0 / 0.942 for 4 × 25 steps with η = 1, w = 3; ζ = 1, w = 0.3 reached 33.0 dB but its samples
+    # spread 35% off the exact posterior std on the Gaussian check (this rule: 25%).
+    SettingsRule("CT, noisy, decomposed", _ct, ("decomposed",),
+                 {"steps": 50, "num_samples": 2, "zeta": 0.9, "damping_weight": 0.5}),
+    SettingsRule("CT, noisy, PC methods", lambda p: _ct(p) and p.noisy, (),
+                 {"steps": 200, "snr": 0.246, "weight": 1.0, "final_iterations": 0, "final_damping": 0.0,
+                  "step_filter": "shepp-logan", "final_filter": "hann", "noise_weight": 0.25}),
+    SettingsRule("CT, noise-free, PC methods", _ct, (),
+                 {"steps": 500, "snr": 0.246, "weight": 1.0, "final_iterations": 20, "final_damping": 0.0}),
+    SettingsRule("masks and colour, decomposed", _exact, ("decomposed",), _EXACT_DECOMPOSED),
+    SettingsRule("masks and colour, PC methods", _exact, (), {"steps": 1000, "snr": 0.16}),
+    SettingsRule("A = Λ T, decomposed", lambda p: p.has("full-transform"), ("decomposed",), {"steps": 100}),
+    SettingsRule("A = Λ T, PC methods", lambda p: p.has("full-transform"), (),
+                 {"steps": 500, "snr": 0.16, "weight": 1.0, "final_iterations": 20, "final_damping": 0.0}),
+    SettingsRule("any operator, decomposed", _always, ("decomposed",), {"steps": 100}),
+    SettingsRule("any operator, PC methods", _always, (), {"steps": 1000, "snr": 0.16, "guidance_scale": 1.0}),
+]
+
+
+def default_method(problem: Problem) -> str:
+    """The method of the first :data:`METHOD_RULES` entry that holds for ``problem``."""
+    for rule in METHOD_RULES:
+        if rule.when(problem):
+            return rule.method
+    raise ValueError(f"no method rule holds for {problem}")  # the last rule always holds
+
+
+def default_settings(problem: Problem, method: str) -> dict[str, Any]:
+    """The settings of the first :data:`SETTINGS_RULES` entry for ``method`` on ``problem`` ({} if none)."""
+    for rule in SETTINGS_RULES:
+        if rule.applies(problem, method):
+            return dict(rule.settings)
+    return {}
