@@ -52,8 +52,9 @@ def make_temporary(path: str | os.PathLike) -> tuple[int, Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as error:
-        reason = error.strerror or str(error)
-        raise type(error)(error.errno, f"cannot write {path}: {reason} (in the folder {path.parent})") from None
+        refused = type(error)(f"cannot write {path}: {error.strerror or error}")
+        refused.errno = error.errno
+        raise refused from None
     return fd, Path(name)
 
 

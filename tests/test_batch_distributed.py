@@ -31,7 +31,7 @@ def test_two_processes_write_what_one_process_writes(tmp_path):
     finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,
                               check=False)
     assert finished.returncode == 0, finished.stderr[-3000:]
-    assert finished.stdout.count("5 items: 5 reconstructed") == 1  # one summary line, from rank 0
+    assert finished.stdout.count("5 items: 5 computed") == 1  # one summary line, from rank 0
     assert not work_folder(out).exists()
 
     single = tmp_path / "single.h5"

@@ -40,6 +40,6 @@ def test_a_sinogram_no_bundled_prior_fits_is_refused_with_what_exists():
     import scoreinv
     from scoreinv import RadonOp
 
-    sinogram = np.zeros((23, 182), dtype=np.float32)  # 182 detectors: 128² images
-    with pytest.raises(ValueError, match=r"128×128.*ct-phantom \(ct, 1 channel, 64×64\).*scoreinv train"):
+    sinogram = np.zeros((23, 46), dtype=np.float32)  # 46 detectors: 32² images, below every bundled prior
+    with pytest.raises(ValueError, match=r"46 detectors.*32×32.*ct-phantom.*ct-patch.*scoreinv train"):
         scoreinv.reconstruct(sinogram, operator=RadonOp(23))

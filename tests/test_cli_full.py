@@ -168,14 +168,14 @@ def test_batch_matches_reconstruct(work, tmp_path, capsys):
     [
         (["train"], ["--steps STEPS", "(default: 10000)", "--batch-size", "(default: 32)", "(default: ve)"]),
         (["sample"], ["(default: 16)", "(default: 1000)", "(default: 0.16)", "(default: samples.png)"]),
-        (["reconstruct"], ["(default: the registered prior for the operator's modality", "(default: 23)",
-                           "(default: per operator family", "(default: 1)", "(default: radon)"]),
+        (["reconstruct"], ["(default: the registered prior for the operator's modality", "(default: radon 23; fanbeam 23)",
+                           "(default: per operator family", "(default: radon)"]),
         (["batch"], ["(default: the registered prior for the operator's modality", "--batch-size", "(default: 8)",
                      "(default: per operator family"]),
         (["likelihood"], ["(default: 256)", "(default: False)", "(default: 0)"]),
-        (["data", "simulate"], ["(default: radon)", "(default: 23)", "(default: 0.0)"]),
+        (["data", "simulate"], ["(default: radon)", "(default: radon 23; fanbeam 23)", "(default: 0.0)"]),
         (["data", "phantoms"], ["(default: 64)", "(default: mixed)", "(default: required)"]),
-        (["demo"], ["(default: 23)", "(default: the registered prior for 64² CT)"]),
+        (["demo"], ["(default: 23)", "(default: the registered prior for CT at --size)"]),
     ],
 )
 def test_help_shows_defaults(capsys, command, expected):

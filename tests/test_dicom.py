@@ -529,7 +529,7 @@ def test_a_read_only_folder_names_the_output(tmp_path, capsys):
         out = folder / "o.h5"
         assert main(["data", "dicom", shipped("CT_small.dcm"), str(out)]) == 2
         error = capsys.readouterr().err.strip()
-        assert error == f"scoreinv: error: cannot write {out}: Permission denied (in the folder {folder})"
+        assert error == f"scoreinv: error: cannot write {out}: Permission denied"
     finally:
         folder.chmod(0o755)
 

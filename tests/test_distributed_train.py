@@ -228,10 +228,10 @@ def test_each_rank_loads_its_block_of_the_global_batch(monkeypatch):
     config = training_config(1, batch_size=6)
     model = build(0)
     alone = training._Batches(data, model, config, torch.device("cpu"), World())
-    whole, size, _ = alone.batch(3)
+    whole, _, size, _ = alone.batch(3)
     assert size == 6
     for rank in range(3):
         shard = training._Batches(data, model, config, torch.device("cpu"), World(rank=rank, size=3))
-        rows, size, where = shard.batch(3)
+        rows, _, size, where = shard.batch(3)
         assert size == 6 and where == slice(2 * rank, 2 * rank + 2)
         assert torch.equal(rows, whole[2 * rank : 2 * rank + 2])

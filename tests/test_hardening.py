@@ -229,7 +229,7 @@ def test_the_no_prior_message_names_the_detectors_and_the_sizes_that_fit():
     assert message.startswith("no registered prior fits a sinogram of 90 detectors (measurements of shape "
                               "(1, 23, 90)), from which RadonOp reconstructs 1-channel 63×63 images")
     assert "the registered priors take measurements of shape (1, 23, 91) (91 detectors, 64×64 images: " \
-           "ct-anatomy, ct-phantom)" in message
+           "ct-anatomy, ct-phantom, ct-patch)" in message
 
 
 # --- unwritable outputs -------------------------------------------------------------------------
@@ -242,7 +242,7 @@ def test_an_unwritable_output_is_named_not_its_temporary_file(files, tmp_path, c
     out = tmp_path / "simulated.h5"
     assert main(["data", "simulate", str(files["data"]), str(out), "--views", "4"]) == 2
     line = one_error_line(capsys)
-    assert line == f"scoreinv: error: [Errno 13] cannot write {out}: Permission denied"
+    assert line == f"scoreinv: error: cannot write {out}: Permission denied"
     assert ".tmp" not in line and not out.exists()
     monkeypatch.undo()
 

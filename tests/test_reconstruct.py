@@ -205,7 +205,7 @@ def test_operator_and_model_sizes_must_agree(ct):
         reconstruct(y, operator, prior, progress=False)
     with pytest.raises(ValueError, match=r"no registered prior fits a sinogram of 46 detectors .* 1-channel 32×32 "
                        r"images; the registered priors take measurements of shape \(1, 4, 91\) \(91 detectors, "
-                       r"64×64 images: ct-anatomy, ct-phantom\).*scoreinv train"):
+                       r"64×64 images: ct-anatomy, ct-phantom, ct-patch\).*scoreinv train"):
         reconstruct(y, operator, None, progress=False)
     with pytest.raises(ValueError, match="unknown method"):
         reconstruct(torch.zeros(1, *RadonOp(4, image_size=16).out_shape), RadonOp(4, image_size=16),
