@@ -8,11 +8,14 @@ from hypothesis import HealthCheck, settings
 
 # Property-based tests (hypothesis): the default profile runs a few dozen derandomised examples per
 # property (seconds, the same examples every run); HYPOTHESIS_PROFILE=ci runs ten times as many,
-# HYPOTHESIS_PROFILE=explore new random ones each run. No example database is written.
+# HYPOTHESIS_PROFILE=deep 400 (CI runs the DICOM header properties with it), HYPOTHESIS_PROFILE=explore
+# new random ones each run. No example database is written.
 _SLOW_DATA = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 settings.register_profile("default", max_examples=25, deadline=None, derandomize=True, database=None,
                           suppress_health_check=_SLOW_DATA)
 settings.register_profile("ci", max_examples=250, deadline=None, derandomize=True, database=None,
+                          suppress_health_check=_SLOW_DATA)
+settings.register_profile("deep", max_examples=400, deadline=None, derandomize=True, database=None,
                           suppress_health_check=_SLOW_DATA)
 settings.register_profile("explore", max_examples=1000, deadline=None, database=None,
                           suppress_health_check=_SLOW_DATA)
@@ -181,19 +184,3 @@ def prior_kind(request) -> str:
     """One kind of the shared prior registry (build it with ``make_prior(kind, item_shape)``); the
     default suite runs the VE Gaussian, the slow suite the others."""
     return request.param
-
-
-# --- hypothesis profiles: seconds by default, a deeper search with HYPOTHESIS_PROFILE=deep --------------------
-try:
-    import os as _os
-
-    from hypothesis import HealthCheck as _HealthCheck
-    from hypothesis import settings as _settings
-except ImportError:  # hypothesis is in the test extra; without it the property tests skip themselves
-    pass
-else:
-    _settings.register_profile("default", max_examples=25, deadline=None,
-                               suppress_health_check=[_HealthCheck.function_scoped_fixture])
-    _settings.register_profile("deep", max_examples=400, deadline=None,
-                               suppress_health_check=[_HealthCheck.function_scoped_fixture, _HealthCheck.too_slow])
-    _settings.load_profile(_os.environ.get("HYPOTHESIS_PROFILE", "default"))
