@@ -138,9 +138,10 @@ _EXACT_DECOMPOSED = {"steps": 100, "zeta": 0.7}
 #: The settings of a method on a problem: the first rule that holds for both.
 SETTINGS_RULES: list[SettingsRule] = [
     # CT above 64² (the patch prior's sizes), on 3 validation anatomy phantoms at 256² (seed 5_000_000,
-    # 23 views, docs/clinical.md): two samples of 30 steps each started part-way from σ_s = 2 (60 score
-    # evaluations) gave 33.3 dB noise-free against 32.7 for one sample of 50 steps from T; one sample of
-    # 30 steps from σ_s = 2 gave 31.0 dB with 1% noise against 31.5 for the 64² rule's 2 × 50. The 64²
+    # 23 views, docs/clinical.md): at step 1,200 of the prior one sample of 30 steps from σ_s = 2 gave
+    # 33.0 dB noise-free against 32.7 for one sample of 50 steps from T (33.3 for two), and 31.0 dB with
+    # 1% noise against 31.5 for the 64² rule's 2 × 50; two samples from σ_s = 2 (60 score evaluations)
+    # are the setting the clinical benchmarks ran (at step 1,600: 33.3 dB; one from σ_s = 1: 33.6). The 64²
     # rule's late projections (300 CG iterations at every step below σ_t = 0.1) cost ≈ 12 s each at
     # 256², so here only the last step projects.
     SettingsRule("CT above 64², noise-free, decomposed", lambda p: _ct(p) and not p.noisy and p.size > 64,
