@@ -495,34 +495,32 @@ def _preference(item: DicomSlice) -> tuple:
     return (item.lossy, item.derived, item.source, item.frame)
 
 
+def _drop_repeats(slices: list[DicomSlice], key_of, reason_of, dropped: dict[str, str]) -> None:
+    """Keep the preferred slice of each ``key_of(slice)`` (None: not compared); record every other
+    file in ``dropped`` with ``reason_of(dropped_slice, kept_slice)``."""
+    kept_of: dict[tuple, DicomSlice] = {}
+    for item in sorted(slices, key=_preference):
+        key = key_of(item)
+        if key is None:
+            continue
+        if key not in kept_of:
+            kept_of[key] = item
+        elif kept_of[key].source != item.source:
+            dropped.setdefault(item.source, reason_of(item, kept_of[key]))
+
+
 def _drop_duplicates(slices: list[DicomSlice]) -> tuple[list[DicomSlice], list[tuple[str, str]]]:
     """Keep one slice per SOP Instance UID (and frame), then one per position within a series."""
     dropped: dict[str, str] = {}
-    kept_of: dict[tuple, DicomSlice] = {}
-    for item in sorted(slices, key=_preference):
-        if not item.sop_instance_uid:
-            continue
-        key = (item.sop_instance_uid, item.frame)
-        if key in kept_of:
-            kept = kept_of[key]
-            if kept.source != item.source:
-                dropped.setdefault(item.source, f"duplicate of {kept.source} (same SOP Instance UID "
-                                                f"{item.sop_instance_uid}), which is kept")
-        else:
-            kept_of[key] = item
+    _drop_repeats(slices, lambda item: (item.sop_instance_uid, item.frame) if item.sop_instance_uid else None,
+                  lambda item, kept: (f"duplicate of {kept.source} (same SOP Instance UID "
+                                      f"{item.sop_instance_uid}), which is kept"), dropped)
     remaining = [s for s in slices if s.source not in dropped]
-    at_position: dict[tuple, DicomSlice] = {}
-    for item in sorted(remaining, key=_preference):
-        if not math.isfinite(item.position):
-            continue
-        key = (item.series_instance_uid, round(item.position, 3))
-        if key in at_position:
-            kept = at_position[key]
-            if kept.source != item.source:
-                dropped.setdefault(item.source, f"the same slice as {kept.source} (series {item.series_instance_uid}, "
-                                                f"position {item.position:g} mm), which is kept")
-        else:
-            at_position[key] = item
+    _drop_repeats(remaining,
+                  lambda item: ((item.series_instance_uid, round(item.position, 3))
+                                if math.isfinite(item.position) else None),
+                  lambda item, kept: (f"the same slice as {kept.source} (series {item.series_instance_uid}, "
+                                      f"position {item.position:g} mm), which is kept"), dropped)
     return [s for s in slices if s.source not in dropped], list(dropped.items())
 
 
