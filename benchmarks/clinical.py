@@ -1,8 +1,9 @@
 """Sparse-view CT at clinical size (128²–512²): FBP, SIRT, TV with a validated λ, and scoreinv.
 
     python benchmarks/clinical.py --size 256 --views 23 60 --noise 0 0.01
-    python benchmarks/clinical.py --size 512 --views 60 --noise 0 --real-only
-    python benchmarks/clinical.py --size 256 --options '{"start_noise_level": 1.0}'
+    python benchmarks/clinical.py --size 512 --views 60 --noise 0 --sets real
+    python benchmarks/clinical.py --size 256 --sets validation --methods SIRT \
+        --options '{"num_samples": 1, "start_noise_level": 1.0}'     # choosing a setting
 
 Images (test sets, never trained or tuned on): the real CT slices shipped with pydicom and
 pydicom-data (benchmarks/real_ct.py's list, resized to N² with anti-aliasing) and ``--phantoms``
@@ -13,6 +14,9 @@ Gaussian, a fraction of each row's clean sinogram peak. scoreinv runs :func:`sco
 at its defaults for the operator (the bundled prior for N², ``--model`` to override), plus one
 row per ``--options`` JSON. Per row: PSNR / SSIM (data range 1) mean ± std, seconds per slice,
 and the peak resident memory of the process after the row.
+
+``--sets validation`` runs the rows on the validation phantoms instead (the same ones TV's λ is
+chosen on): that is where scoreinv's settings are chosen, never on the test sets.
 """
 
 from __future__ import annotations
@@ -49,7 +53,8 @@ def main() -> None:
     parser.add_argument("--views", type=int, nargs="+", default=[23, 60])
     parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.01])
     parser.add_argument("--phantoms", type=int, default=4, help="held-out anatomy phantoms beside the real slices")
-    parser.add_argument("--real-only", action="store_true")
+    parser.add_argument("--sets", nargs="+", choices=["real", "phantoms", "validation"], default=["real", "phantoms"],
+                        help="image sets: the two test sets, or the validation phantoms to choose settings on")
     parser.add_argument("--validation", type=int, default=4, help="validation phantoms for TV's λ")
     parser.add_argument("--tv-weights", type=float, nargs="+", default=[0.003, 0.01, 0.03, 0.1, 0.3, 1.0],
                         help="λ grid at 64², scaled by N/64")
@@ -63,10 +68,14 @@ def main() -> None:
 
     size = args.size
     real, names = real_slices(size)
-    sets = {"real": real}
-    if not args.real_only and args.phantoms:
-        sets["phantoms"] = phantoms("anatomy", args.phantoms, size, seed=TEST_SEED)
     validation = phantoms("anatomy", args.validation, size, seed=VALIDATION_SEED)
+    sets: dict[str, torch.Tensor] = {}
+    if "real" in args.sets:
+        sets["real"] = real
+    if "phantoms" in args.sets and args.phantoms:
+        sets["phantoms"] = phantoms("anatomy", args.phantoms, size, seed=TEST_SEED)
+    if "validation" in args.sets:
+        sets["validation"] = validation
     grid = [weight * size / 64 for weight in args.tv_weights]
     print(f"# {size}², parallel beam; real slices: {', '.join(names)}; held-out anatomy phantoms: "
           f"{len(sets.get('phantoms', []))}; TV λ from {len(validation)} validation phantoms\n# {machine_line()}\n")

@@ -162,3 +162,31 @@ def test_position_channels_match_the_pixel_grid():
     torch.testing.assert_close(channels[0, 0], u[3:7, 10:14])
     torch.testing.assert_close(channels[0, 1], v[3:7, 10:14])
     assert F.avg_pool2d(channels, 4).shape == (1, 2, 1, 1)
+
+
+@pytest.mark.parametrize("patch_prior", [False, True])
+def test_large_batches_are_split_into_network_calls_of_at_most_network_batch_inputs(patch_prior, monkeypatch):
+    config = patch_config(16) if patch_prior else ModelConfig(
+        sde=SDEConfig(kind="ve", sigma_min=0.01, sigma_max=20.0),
+        unet=UNetConfig(image_size=16, channels=1, base_channels=8, channel_multipliers=(1, 2), num_res_blocks=1))
+    model = ScoreModel(config, seed=0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=torch.Generator().manual_seed(1)))
+    size = 40 if patch_prior else 16
+    x, t = torch.rand(7, 1, size, size), torch.full((7,), 0.3)
+    with torch.no_grad():
+        whole = model(x, t)
+    calls: list[int] = []
+    network_score = model._network_score
+
+    def counted(inputs, times, positions=None):
+        calls.append(inputs.shape[0])
+        return network_score(inputs, times, positions)
+
+    monkeypatch.setattr(model, "_network_score", counted)
+    model.network_batch = 3
+    with torch.no_grad():
+        split = model(x, t)
+    assert max(calls) <= 3 and sum(calls) == (7 * 9 if patch_prior else 7)  # 40² in 16² tiles: 3 × 3 per image
+    torch.testing.assert_close(split, whole, rtol=1e-4, atol=1e-4)  # batched convolutions round differently

@@ -140,8 +140,9 @@ class ScoreModel(nn.Module):
         if not t.is_floating_point():
             raise ValueError(f"t must be a floating tensor of times in [0, T], got dtype {t.dtype}")
 
-    #: Most patches per network call when a patch prior scores a whole image (bounds the memory).
-    patch_chunk: int = 64
+    #: Most network inputs (whole images, or a patch prior's patches) per network call: a large
+    #: batch is split by itself, so the activations' memory does not grow with the batch.
+    network_batch: int = 64
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         """s_θ(x, t) ≈ ∇ₓ log p_t(x); x (B, C, N, N), t (B,) -> (B, C, N, N).
@@ -156,7 +157,7 @@ class ScoreModel(nn.Module):
         if positions is not None:
             raise ValueError("positions are an input of patch priors only; this prior scores whole images")
         self._check_input(x, t)
-        return self._network_score(x, t)
+        return self._network_score_in_chunks(x, t)
 
     def _patch_score(self, x: torch.Tensor, t: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         patch = self.patch_size
@@ -170,7 +171,7 @@ class ScoreModel(nn.Module):
         if not isinstance(t, torch.Tensor) or t.shape != (x.shape[0],):
             got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
             raise ValueError(f"t must have shape (B,) = ({x.shape[0]},) to match x, got {got}")
-        return self._network_score(x, t, positions.to(x.dtype))
+        return self._network_score_in_chunks(x, t, positions.to(x.dtype))
 
     def _whole_image_score(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The patch prior's score of whole images: one tiling per distinct offset in the batch."""
@@ -187,12 +188,20 @@ class ScoreModel(nn.Module):
             per_item = len(row_starts) * len(col_starts)
             positions = tiling_positions(row_starts, col_starts, patch, size, x.device).repeat(len(items), 1, 1, 1)
             times = t[index].repeat_interleave(per_item)
-            scores = torch.cat([
-                self._network_score(patches[i:i + self.patch_chunk], times[i:i + self.patch_chunk],
-                                    positions[i:i + self.patch_chunk].to(x.dtype))
-                for i in range(0, patches.shape[0], self.patch_chunk)])
+            scores = self._network_score_in_chunks(patches, times, positions.to(x.dtype))
             out[index] = paste_patches(scores, x[index], rows, cols)
         return out
+
+    def _network_score_in_chunks(self, x: torch.Tensor, t: torch.Tensor,
+                                 positions: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`_network_score` over at most :attr:`network_batch` inputs per call (each input's
+        score depends on that input only, so the split changes no value)."""
+        if x.shape[0] <= self.network_batch:
+            return self._network_score(x, t, positions)
+        step = self.network_batch
+        return torch.cat([
+            self._network_score(x[i:i + step], t[i:i + step], None if positions is None else positions[i:i + step])
+            for i in range(0, x.shape[0], step)])
 
     def _network_score(self, x: torch.Tensor, t: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         """The preconditioned network's score on inputs of the network's own size (patches or images)."""
