@@ -280,20 +280,70 @@ def default_prior(modality: str | None, channels: int, image_size: int) -> str:
         f"`scoreinv train IMAGES.h5 PRIOR.pt` and pass model='PRIOR.pt'")
 
 
-def default_prior_for(operator: Any) -> str:
-    """The name of the registered prior for a sized ``operator``: its ``modality`` and the
-    (channels, N, N) images it works on (:func:`default_prior`). The one rule that
-    ``reconstruct``, the command line and batch reconstruction follow when no model is given.
+def default_prior_for(operator: Any, measurement_shape: tuple[int, ...] | None = None) -> str:
+    """The name of the registered prior for ``operator``: its ``modality`` and the (channels, N, N)
+    images it works on (:func:`default_prior`). The one rule that ``reconstruct``, the command
+    line and batch reconstruction follow when no model is given.
+
+    Parameters
+    ----------
+    operator:
+        A forward operator; without ``measurement_shape`` it must be sized.
+    measurement_shape:
+        One item's measurement shape (e.g. (1, views, detectors)): the images are the ones the
+        operator reconstructs from such measurements (``operator.bind(measurement_shape=...)``).
 
     Raises
     ------
     ValueError
-        For non-square images (no registered prior models them), or when none fits.
+        When no registered prior fits. The message names the measurements (a sinogram's detector
+        count) and the measurement shapes the registered priors would take.
     """
-    channels, height, width = (int(s) for s in operator.in_shape)
+    bound = operator if measurement_shape is None else operator.bind(measurement_shape=measurement_shape)
+    channels, height, width = (int(s) for s in bound.in_shape)
+    modality = getattr(bound, "modality", None)
     if height != width:
         raise ValueError(f"no registered prior works on {height}×{width} images (they are square): pass a model")
-    return default_prior(getattr(operator, "modality", None), channels, height)
+    try:
+        return default_prior(modality, channels, height)
+    except ValueError:
+        pass
+    fitting: dict[tuple[int, ...], list[str]] = {}  # measurement shape -> the priors taking it
+    sized_for: dict[tuple[int, ...], Any] = {}
+    for entry in PRIORS.values():
+        if (modality is not None and entry.modality != modality) or entry.channels != channels:
+            continue
+        try:
+            sized = operator.bind(image_shape=(entry.channels, entry.image_size, entry.image_size))
+        except ValueError:  # a sized operator: the same one at the prior's size, where it has one
+            try:
+                sized = operator.with_options(image_size=entry.image_size)
+            except (TypeError, ValueError):
+                continue
+        shape = tuple(int(s) for s in sized.out_shape)
+        fitting.setdefault(shape, []).append(entry.name)
+        sized_for[shape] = sized
+    if not fitting:
+        registered = "; ".join(entry.describe() for entry in PRIORS.values()) or "none"
+        fits = (f"no registered prior models {modality + ' ' if modality else ''}images of {channels} channel(s) "
+                f"(registered: {registered})")
+    else:
+        described = []
+        for shape, names in fitting.items():
+            side = int(sized_for[shape].in_shape[1])
+            detectors = getattr(sized_for[shape], "n_detectors", None)
+            what = f"{detectors} detectors, " if detectors is not None else ""
+            described.append(f"{shape} ({what}{side}×{side} images: {', '.join(names)})")
+        fits = "the registered priors take measurements of shape " + "; ".join(described)
+    shape_given = tuple(measurement_shape) if measurement_shape is not None else tuple(int(s) for s in bound.out_shape)
+    given = f"measurements of shape {shape_given}"
+    detectors = getattr(bound, "n_detectors", None)
+    if detectors is not None:
+        given = f"a sinogram of {detectors} detectors ({given})"
+    raise ValueError(f"no registered prior fits {given}, from which {getattr(operator, 'name', type(operator).__name__)} "
+                     f"reconstructs {channels}-channel {height}×{width} images; {fits}. Pass measurements of such a "
+                     "shape, or a prior trained at your size (`scoreinv train IMAGES.h5 --out PRIOR.pt`, then "
+                     "model='PRIOR.pt')")
 
 
 def resolve_checkpoint(path_or_name: str | os.PathLike) -> Path:

@@ -198,57 +198,6 @@ def _check_operator(operator: Any) -> None:
                         f"got {type(operator).__name__}")
 
 
-def registered_prior_for(operator: LinearOperator, measurement_shape: tuple[int, ...]) -> str:
-    """The registered prior for measurements of ``measurement_shape`` (one item) made by ``operator``.
-
-    The rule is :func:`scoreinv.checkpoint.default_prior` for the operator's modality and the
-    image shape the measurements imply; when none fits, the ValueError names the measurements
-    (a sinogram's detector count) and the measurement shapes the registered priors would take.
-    """
-    from scoreinv.checkpoint import PRIORS, default_prior
-
-    bound = operator.bind(measurement_shape=measurement_shape)
-    channels, height, width = bound.in_shape
-    if height == width:
-        try:
-            return default_prior(bound.modality, channels, height)
-        except ValueError:
-            pass
-    fitting: dict[tuple[int, ...], list[str]] = {}  # measurement shape -> the priors taking it
-    sizes: dict[tuple[int, ...], LinearOperator] = {}
-    for entry in PRIORS.values():
-        if entry.modality != bound.modality or entry.channels != channels:
-            continue
-        try:
-            sized = operator.bind(image_shape=(entry.channels, entry.image_size, entry.image_size))
-        except ValueError:  # a sized operator: the same one at the prior's size, where it has one
-            try:
-                sized = operator.with_options(image_size=entry.image_size)
-            except (TypeError, ValueError):
-                continue
-        shape = tuple(sized.out_shape)
-        fitting.setdefault(shape, []).append(entry.name)
-        sizes[shape] = sized
-    if not fitting:
-        registered = "; ".join(entry.describe() for entry in PRIORS.values()) or "none"
-        fits = f"no registered prior models {bound.modality} images of {channels} channel(s) (registered: {registered})"
-    else:
-        described = []
-        for shape, names in fitting.items():
-            _, side, _ = sizes[shape].in_shape
-            detectors = getattr(sizes[shape], "n_detectors", None)
-            what = f"{detectors} detectors, " if detectors is not None else ""
-            described.append(f"{shape} ({what}{side}×{side} images: {', '.join(names)})")
-        fits = "the registered priors take measurements of shape " + "; ".join(described)
-    detectors = getattr(bound, "n_detectors", None)
-    given = f"measurements of shape {tuple(measurement_shape)}"
-    if detectors is not None:
-        given = f"a sinogram of {detectors} detectors ({given})"
-    raise ValueError(f"no registered prior fits {given}, from which {operator.name} reconstructs {channels}-channel "
-                     f"{height}×{width} images; {fits}. Pass measurements of such a shape, or a prior trained "
-                     "at your size (`scoreinv train IMAGES.h5 --out PRIOR.pt`, then model='PRIOR.pt')")
-
-
 def _item_layout(y: torch.Tensor, operator: LinearOperator) -> tuple[torch.Tensor, str]:
     """``y`` as a batch (B, *measurement) and how it came: "batch", "item", or "bare" (one item
     without its leading channel of size 1, e.g. a (views, detectors) sinogram)."""
@@ -270,10 +219,10 @@ def _prior_and_operator(model: Any, operator: LinearOperator, measurement_shape:
                         device: torch.device | str | None) -> tuple[Any, LinearOperator]:
     """The prior (given, by name or path, or the registered default) and the operator bound to
     the measurement's and the prior's image size."""
-    from scoreinv.checkpoint import load_model
+    from scoreinv.checkpoint import default_prior_for, load_model
 
     if model is None:
-        model = registered_prior_for(operator, measurement_shape)
+        model = default_prior_for(operator, measurement_shape)
         operator = operator.bind(measurement_shape=measurement_shape)
     if isinstance(model, str) or hasattr(model, "__fspath__"):
         model = load_model(model, device=device)

@@ -57,7 +57,9 @@ def test_every_registry_refuses_a_duplicate_name():
 def test_default_prior_for_follows_modality_channels_and_size():
     assert checkpoint.default_prior_for(RadonOp(23, 64)) == "ct-anatomy"
     assert checkpoint.default_prior_for(GrayscaleOp(64)) == "color-histology"
-    with pytest.raises(ValueError, match=r"no bundled prior fits 1-channel 32×32 ct"):
+    assert checkpoint.default_prior_for(RadonOp(23), (1, 23, 363)) == "ct-patch"  # the size from the detectors
+    with pytest.raises(ValueError, match=r"no registered prior fits a sinogram of 46 detectors .*1-channel 32×32 "
+                                         r"images; .*\(1, 23, 91\) \(91 detectors, 64×64 images: ct-anatomy"):
         checkpoint.default_prior_for(RadonOp(23, 32))
     with pytest.raises(ValueError, match=r"64×48 images \(they are square\)"):
         checkpoint.default_prior_for(MaskOp(image_size=(64, 48), fraction=0.5))

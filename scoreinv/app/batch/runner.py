@@ -43,7 +43,7 @@ from scoreinv.distributed import World, all_ok, barrier, device_for, world
 from scoreinv.metrics import psnr as psnr_metric
 from scoreinv.metrics import ssim as ssim_metric
 from scoreinv.operators import LinearOperator
-from scoreinv.reconstruct import posterior, registered_prior_for, resolve_settings
+from scoreinv.reconstruct import posterior, resolve_settings
 
 
 # --- input ------------------------------------------------------------------------------------
@@ -135,10 +135,10 @@ def load_prior(model: str | os.PathLike | None, device: torch.device | None,
     operator:
         The input's operator: the prior must work on its images.
     """
-    from scoreinv.checkpoint import PRIORS, load_model, resolve_checkpoint
+    from scoreinv.checkpoint import PRIORS, default_prior_for, load_model, resolve_checkpoint
 
     if model is None:
-        model = registered_prior_for(operator, tuple(operator.out_shape))
+        model = default_prior_for(operator, tuple(operator.out_shape))
     if not isinstance(model, (str, os.PathLike)):
         raise ValueError(f"model must be a bundled model name or a checkpoint path, got {type(model).__name__}")
     path = resolve_checkpoint(model)

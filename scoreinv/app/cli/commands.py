@@ -308,8 +308,8 @@ def _registered_prior(operator: OperatorConfig, measurement_shape: tuple[int, ..
 
 
 def command_reconstruct(args: argparse.Namespace) -> None:
-    from scoreinv.checkpoint import load_model
-    from scoreinv.reconstruct import posterior, registered_prior_for, resolve_settings
+    from scoreinv.checkpoint import default_prior_for, load_model
+    from scoreinv.reconstruct import posterior, resolve_settings
 
     flags = {"model": args.model, **operator_flags(args), **settings_flags(args)}
     config = configure(ReconstructConfig, args.config, flags)
@@ -337,7 +337,7 @@ def command_reconstruct(args: argparse.Namespace) -> None:
         files.check_output(path, (".json",) if path.suffix == ".json" else (".npy", ".png"), args.overwrite)
     if model is None:
         if model_name is None:
-            model_name = registered_prior_for(operator, tuple(operator.out_shape))
+            model_name = default_prior_for(operator, tuple(operator.out_shape))
         model = load_model(model_name, device=args.device)
     if indices is None:  # a .npy input: its items are numbered from 0, one item alone is item 0
         batched = measurements.ndim == len(operator.out_shape) + 1
