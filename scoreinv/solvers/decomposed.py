@@ -74,8 +74,23 @@ class DecomposedSettings(MethodSettings):
     projection_noise_level: float | None = Field(None, ge=0, description="σ_p")
     damping_weight: float = Field(3.0, ge=0, description="w of δ_t = w σ_y² / σ_t²")
     start_noise_level: float | None = Field(None, gt=0, description="σ_s of a part-way start (None: from T)")
-    start_iterations: int = Field(30, ge=0, description="CG iterations of the estimate a part-way start noises")
+    start_iterations: int | None = Field(None, ge=0, description="CG iterations of the estimate a part-way start "
+                                        "noises (30 when start_noise_level is set; read only then)")
     time_grid: Literal["uniform", "log-sigma", "karras"] = "log-sigma"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _start_iterations_only_with_a_start(cls, data: Any) -> Any:
+        # the stored settings say exactly what ran: no start iterations without a part-way start
+        if not isinstance(data, dict):
+            return data
+        if data.get("start_noise_level") is None:
+            if data.get("start_iterations") is not None:
+                raise ValueError("start_iterations is read only with start_noise_level (a part-way start)")
+            return data
+        if data.get("start_iterations") is None:
+            return {**data, "start_iterations": 30}
+        return data
 
     @model_validator(mode="after")
     def _one_noise_rule(self) -> DecomposedSettings:
