@@ -60,11 +60,12 @@ _REQUIRED_KEYS = (
 )
 
 
-def _cpu_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def cpu_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of a state dict (what a checkpoint stores, whatever the training device)."""
     return {name: value.detach().to("cpu", copy=True) for name, value in state.items()}
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
+def atomic_torch_save(obj: Any, path: Path) -> None:
     """torch.save through :func:`scoreinv.atomic.atomic_path`: complete or absent, normal permissions."""
     with atomic_path(path) as temporary, open(temporary, "wb") as handle:
         torch.save(obj, handle)
@@ -127,12 +128,12 @@ def save_checkpoint(
         raise ValueError(f"step must be >= 0, got {step}")
     content = _content(
         model, training_config, step,
-        ema=None if ema is None else {"decay": ema.decay, "shadow": _cpu_state(ema.shadow)},
-        weights=_cpu_state(model.state_dict()),
+        ema=None if ema is None else {"decay": ema.decay, "shadow": cpu_state_dict(ema.shadow)},
+        weights=cpu_state_dict(model.state_dict()),
         optimizer=None if optimizer is None else optimizer.state_dict(),
     )
     path = Path(path)
-    _atomic_save(content, path)
+    atomic_torch_save(content, path)
     return path
 
 
@@ -467,7 +468,7 @@ def export_model(
         if not isinstance(source, ScoreModel):
             raise ValueError(f"export_model needs a ScoreModel or a checkpoint, got {type(source).__name__}")
         model = source
-        state = _cpu_state(model.state_dict())
+        state = cpu_state_dict(model.state_dict())
         # Not an average we can vouch for: no decay is recorded.
         training_config, step, decay = None, 0, None
     else:
@@ -489,5 +490,5 @@ def export_model(
     content_out = _content(model, training_config, step, ema={"decay": decay, "shadow": state},
                            weights=None, optimizer=None)
     path_out = Path(path_out)
-    _atomic_save(content_out, path_out)
+    atomic_torch_save(content_out, path_out)
     return path_out

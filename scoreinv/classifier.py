@@ -43,7 +43,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from scoreinv._version import __version__
-from scoreinv.checkpoint import WEIGHTS_DIR, _atomic_save, _cpu_state
+from scoreinv.checkpoint import WEIGHTS_DIR, atomic_torch_save, cpu_state_dict
 from scoreinv.config import SDEConfig
 from scoreinv.models import EMA
 from scoreinv.models.unet import Downsample, GaussianFourierFeatures, ResidualBlock, _groups
@@ -252,11 +252,11 @@ def save_classifier(path: str | os.PathLike, model: TimeClassifier, *, ema: EMA 
     if not isinstance(model, TimeClassifier):
         raise ValueError(f"save_classifier needs a TimeClassifier, got {type(model).__name__}")
     content = _content(model, training_config, step,
-                       ema=None if ema is None else {"decay": ema.decay, "shadow": _cpu_state(ema.shadow)},
-                       weights=_cpu_state(model.state_dict()),
+                       ema=None if ema is None else {"decay": ema.decay, "shadow": cpu_state_dict(ema.shadow)},
+                       weights=cpu_state_dict(model.state_dict()),
                        optimizer=None if optimizer is None else optimizer.state_dict())
     path = Path(path)
-    _atomic_save(content, path)
+    atomic_torch_save(content, path)
     return path
 
 
@@ -392,7 +392,7 @@ def export_classifier(source: str | os.PathLike, path_out: str | os.PathLike, *,
     out = _content(model, content["training_config"], content["step"], ema={"decay": decay, "shadow": state},
                    weights=None, optimizer=None)
     path_out = Path(path_out)
-    _atomic_save(out, path_out)
+    atomic_torch_save(out, path_out)
     return path_out
 
 
