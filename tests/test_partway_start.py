@@ -49,7 +49,7 @@ def test_start_iterations_are_stored_only_when_a_part_way_start_runs():
     from scoreinv.reconstruct import resolve_settings
 
     assert resolve_settings(RadonOp(23, 64)).start_iterations is None          # the 64² rule starts at T
-    assert resolve_settings(RadonOp(23, 256)).start_iterations == 30          # the clinical-size rule, σ_s = 2
+    assert resolve_settings(RadonOp(23, 256)).start_iterations == 30          # the clinical-size rule starts part-way
     assert resolve_settings(RadonOp(23, 64), start_noise_level=1.0, start_iterations=5).start_iterations == 5
     with pytest.raises(ValueError, match="start_iterations is read only with start_noise_level"):
         resolve_settings(RadonOp(23, 64), start_iterations=5)

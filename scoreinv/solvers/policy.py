@@ -138,16 +138,17 @@ _EXACT_DECOMPOSED = {"steps": 100, "zeta": 0.7}
 #: The settings of a method on a problem: the first rule that holds for both.
 SETTINGS_RULES: list[SettingsRule] = [
     # CT above 64² (the patch prior's sizes), on 3 validation anatomy phantoms at 256² (seed 5_000_000,
-    # 23 views, docs/clinical.md): at step 1,200 of the prior one sample of 30 steps from σ_s = 2 gave
-    # 33.0 dB noise-free against 32.7 for one sample of 50 steps from T (33.3 for two), and 31.0 dB with
-    # 1% noise against 31.5 for the 64² rule's 2 × 50; two samples from σ_s = 2 (60 score evaluations)
-    # are the setting the clinical benchmarks ran (at step 1,600: 33.3 dB; one from σ_s = 1: 33.6). The 64²
-    # rule's late projections (300 CG iterations at every step below σ_t = 0.1) cost ≈ 12 s each at
-    # 256², so here only the last step projects.
+    # docs/clinical.md): at step 1,200 of the prior one sample of 30 steps from σ_s = 2 gave 33.0 dB
+    # noise-free at 23 views against 32.7 for one sample of 50 steps from T (33.3 for two), and 31.0 dB
+    # with 1% noise against 31.5 for the 64² rule's 2 × 50. At step 3,200, noise-free, two samples of
+    # 30 steps from σ_s = 1 gave 35.3 dB at 23 views against 34.6 from σ_s = 2 and 34.9 for one sample
+    # from σ_s = 1 with late projections below σ_t = 0.03. The 64² rule's late projections (300 CG
+    # iterations at every step below σ_t = 0.1) cost ≈ 12 s each at 256², so here only the last step
+    # projects.
     SettingsRule("CT above 64², noise-free, decomposed", lambda p: _ct(p) and not p.noisy and p.size > 64,
                  ("decomposed",),
                  {"steps": 30, "num_samples": 2, "zeta": 0.85, "projection_iterations": 300,
-                  "start_noise_level": 2.0}),
+                  "start_noise_level": 1.0}),
     SettingsRule("CT above 64², noisy, decomposed", lambda p: _ct(p) and p.size > 64, ("decomposed",),
                  {"steps": 30, "num_samples": 2, "zeta": 0.9, "damping_weight": 0.5, "start_noise_level": 2.0}),
     # Noise-free CT, on 8 validation phantoms (phantoms("mixed", 8, 64, seed=5_000_000), 23 views):
