@@ -276,3 +276,42 @@ def test_sample_from_a_part_way_start_runs_the_loop_from_there():
                           predictor_options={"eta": 1.0}, time_grid="log-sigma", eps=1e-3, generator=generator,
                           conditioning=step, x_init=x_init, start_time=start_time, progress=False)
     assert torch.equal(result.samples, reference.samples)
+
+
+def test_damping_of_a_unit_noise_variance_is_one_over_sigma_squared():
+    sde = VESDE(0.01, 50.0)
+    operator, y = mask_problem(noise_std=0.5)
+    step = DecomposedConsistency(sde, operator, y, 1, 4.0, 1e-3)
+    assert step.noise_variance == 1.0  # w σ_y² = 4 · 0.25 exactly
+    assert step.damping(0.5) == pytest.approx(1.0 / (0.01 * 5000.0**0.5) ** 2, rel=1e-9)
+
+
+def test_build_ends_at_the_sdes_own_eps():
+    operator, y = mask_problem()
+    for sde, eps in ((VESDE(0.01, 50.0), 1e-5), (VPSDE(), 1e-3)):
+        _, step = Decomposed().build(lambda x, t: -x, sde, operator, y, DecomposedSettings(steps=6))
+        assert step.final_time == eps
+
+
+def test_sample_shows_progress_by_default(capsys):
+    sde = VESDE(0.01, 20.0)
+    operator, y = mask_problem()
+    Decomposed().sample(small_prior(sde), sde, operator, y, DecomposedSettings(steps=5, cg_iterations=1,
+                                                                               projection_iterations=1),
+                        generator=torch.Generator().manual_seed(0))
+    assert "PC sampling" in capsys.readouterr().err
+
+
+def test_part_way_start_in_float64_is_exact():
+    """y in float64: z is drawn in float64 and a_t comes from t in float64 (a float32 t moves a_t by ~1e-8)."""
+    sde = VPSDE()
+    operator, y = mask_problem(noise_std=0.1)
+    y = y.double()
+    sigma = 0.4
+    settings = DecomposedSettings(steps=5, start_noise_level=sigma, start_iterations=0)
+    step = DecomposedConsistency(sde, operator, y, 1, 3.0, 1e-3)
+    start_time, x = Decomposed.start(sde, step, (2, 1, 3, 3), settings, torch.Generator().manual_seed(3), y)
+    z = torch.randn(2, 1, 3, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    mean = float(sde.mean_coefficient(torch.tensor([start_time], dtype=torch.float64)))
+    assert x.dtype == torch.float64
+    assert torch.allclose(x, mean * sigma * z, rtol=1e-13, atol=0)
