@@ -390,3 +390,92 @@ def test_supports_refusal_and_registration_messages():
             register_method(Plain)
     finally:
         METHODS.pop("plain-test-method", None)
+
+
+# --- what the mutation run of the solvers asked for ----------------------------------------------
+
+def test_guidance_evaluates_the_score_at_t():
+    seen = []
+
+    def recording(x, t):
+        seen.append(t)
+        return -2.0 * x
+
+    sde = VESDE(0.01, 10.0)
+    operator, y = mask_problem()
+    t = torch.full((2,), 0.3)
+    GuidedScore(recording, sde, operator, y, 0.1)(STATE, t)
+    assert len(seen) == 1 and seen[0] is t
+
+
+def test_consistency_names_a_missing_full_transform_without_a_note():
+    class NoTransform(MaskOp):
+        capabilities = frozenset()
+
+    class EmptyNote(NoTransform):
+        capability_note = ""
+
+    operator, y = mask_problem()
+    for kind in (NoTransform, EmptyNote):
+        with pytest.raises(ValueError, match=rf"^measurement consistency needs the full transform T of A = Λ T, which "
+                                             rf"this {kind.__name__} lacks: no full transform$"):
+            MeasurementConsistency(VESDE(), kind(MASK), y)
+
+
+def test_conditional_sample_and_method_sample_show_progress_only_when_asked(capsys):
+    sde = VESDE(0.01, 10.0)
+    operator, y = mask_problem()
+    settings = ReconstructionSettings(method="consistency", steps=3, snr=0.2, weight=0.5, final_iterations=0,
+                                      final_damping=0.0, noise_weight=0.0, predictor="euler_maruyama",
+                                      corrector="none", corrector_steps=1, time_grid="uniform", num_samples=1, seed=0)
+    conditional_sample(linear_score, sde, operator, y, settings)
+    assert "PC sampling" in capsys.readouterr().err
+    get_method("consistency").sample(linear_score, sde, operator, y, settings)
+    assert "PC sampling" in capsys.readouterr().err
+    conditional_sample(linear_score, sde, operator, y, settings, progress=False)
+    get_method("consistency").sample(linear_score, sde, operator, y, settings, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_method_sample_draws_in_the_dtype_of_y_and_reads_the_corrector():
+    sde = VESDE(0.01, 10.0)
+    operator, y = mask_problem()
+    y = y.double()
+    settings = ReconstructionSettings(method="consistency", steps=3, snr=0.2, weight=0.5, final_iterations=0,
+                                      final_damping=0.0, noise_weight=0.0, predictor="reverse_diffusion",
+                                      corrector="annealed_langevin", corrector_steps=1, time_grid="uniform",
+                                      num_samples=1, seed=0)
+    result = get_method("consistency").sample(linear_score, sde, operator, y, settings,
+                                              generator=torch.Generator().manual_seed(2), progress=False)
+    reference = pc_sample(linear_score, sde, (2, 1, 3, 3), steps=3, predictor="reverse_diffusion",
+                          corrector="annealed_langevin", snr=0.2, corrector_steps=1,
+                          generator=torch.Generator().manual_seed(2), conditioning=MeasurementConsistency(
+                              sde, operator, y, weight=0.5), dtype=torch.float64, progress=False)
+    assert torch.equal(result.samples, reference.samples)
+
+
+def test_refusal_lists_only_the_missing_capabilities_and_takes_any_object():
+    class Needy(Method):
+        name = "needy"
+        requires = frozenset({"a", "b", "c"})
+
+        def build(self, score_fn, sde, operator, y, settings):
+            return score_fn, None
+
+    class Partial:
+        name = "the partial operator"
+        capabilities = frozenset({"b"})
+
+    assert Needy().refusal(Partial()) == ("method 'needy' does not suit the partial operator: it needs the operator "
+                                          "capabilities a, c (not offered)")
+    assert Needy().refusal(object()) == ("method 'needy' does not suit object: it needs the operator capabilities "
+                                         "a, b, c (not offered)")
+    assert not Needy().supports(object())
+    named = type("Named", (), {"name": "plain", "capabilities": frozenset()})()
+    assert get_method("replacement").minimum_steps_for(named)[0] == 100
+    assert get_method("replacement").minimum_steps_for(type("Plain", (), {"name": "plain"})())[0] == 100
+
+
+def test_a_duplicate_method_name_is_refused_as_a_method():
+    with pytest.raises(ValueError, match=r"^a method named 'consistency' is already registered \("):
+        register_method(Consistency)
