@@ -604,3 +604,44 @@ def test_sample_with_a_classifier_and_its_refusals():
         sample(prior, (1, 1, 2, 2), label=0)
     with pytest.raises(ValueError, match=r"^unknown sampling method 'sde'; choose 'pc' or 'ode'$"):
         sample(prior, (1, 1, 2, 2), "sde")
+
+
+# --- what the mutation run of sampling/ asked for -------------------------------------------------
+
+def recording_score(seen):
+    def score_at(x, t):
+        seen.append(t)
+        return score(x, t)
+
+    return score_at
+
+
+@pytest.mark.parametrize("sde", [VESDE(0.01, 10.0), VPSDE()], ids=["ve", "vp"])
+def test_predictors_evaluate_the_score_at_t(sde):
+    for kind in (EulerMaruyamaPredictor, ReverseDiffusionPredictor, AncestralSamplingPredictor, DDIMPredictor):
+        seen = []
+        kind(sde, recording_score(seen)).update(X, T, 0.1, torch.Generator().manual_seed(0))
+        assert len(seen) == 1 and seen[0] is T
+
+
+def test_duplicate_predictor_and_corrector_names_are_refused_by_kind():
+    with pytest.raises(ValueError, match=r"^a predictor named 'ddim' is already registered \("):
+        register_predictor(DDIMPredictor)
+    with pytest.raises(ValueError, match=r"^a corrector named 'langevin' is already registered \("):
+        register_corrector(LangevinCorrector)
+
+
+def test_none_corrector_keeps_its_sde_and_score():
+    sde = VESDE()
+    none = NoneCorrector(sde, score)
+    assert none.sde is sde and none.score_fn is score and (none.snr, none.n_steps) == (1.0, 0)
+
+
+def test_classifier_guidance_keeps_the_dtype_of_the_score():
+    def float32_score(x, t):
+        return score(x, t).float()
+
+    x = torch.linspace(-1, 1, 8, dtype=torch.float64).reshape(2, 1, 2, 2)
+    t = torch.tensor([0.5, 2.0], dtype=torch.float64)
+    guided = ClassifierGuidedScore(float32_score, linear_classifier, 1, scale=1.0)(x, t)
+    assert guided.dtype == torch.float32
