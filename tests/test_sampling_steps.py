@@ -645,3 +645,164 @@ def test_classifier_guidance_keeps_the_dtype_of_the_score():
     t = torch.tensor([0.5, 2.0], dtype=torch.float64)
     guided = ClassifierGuidedScore(float32_score, linear_classifier, 1, scale=1.0)(x, t)
     assert guided.dtype == torch.float32
+
+
+class FakeBar:
+    """Stands in for tqdm: records how the samplers label, fill and clear their progress bars."""
+
+    made: list = []
+
+    def __init__(self, iterable=None, **options):
+        self.iterable, self.options, self.postfixes, self.updates, self.closed = iterable, options, [], [], False
+        FakeBar.made.append(self)
+
+    def __iter__(self):
+        return iter(self.iterable)
+
+    def set_postfix(self, **values):
+        self.postfixes.append(values)
+
+    def set_postfix_str(self, text, refresh=True):
+        self.postfixes.append((text, refresh))
+
+    def update(self, amount):
+        self.updates.append(amount)
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def bars(monkeypatch):
+    import scoreinv.sampling.ode as ode_module
+    import scoreinv.sampling.pc as pc_module
+
+    FakeBar.made.clear()
+    monkeypatch.setattr(pc_module, "tqdm", FakeBar)
+    monkeypatch.setattr(ode_module, "tqdm", FakeBar)
+    return FakeBar.made
+
+
+def test_pc_progress_bar(bars):
+    sde = VESDE(0.01, 10.0)
+    pc_sample(score, sde, (1, 1, 2, 2), steps=3, corrector_steps=2, eps=0.01)
+    pc_sample(score, sde, (1, 1, 2, 2), steps=3, eps=0.01, progress=False)
+    shown, hidden = bars
+    assert list(shown.iterable) == [0, 1, 2]
+    assert shown.options == {"desc": "PC sampling", "disable": False, "leave": False}
+    assert hidden.options["disable"] is True
+    assert shown.postfixes == [{"nfe": 3, "refresh": False}, {"nfe": 6, "refresh": False},
+                               {"nfe": 9, "refresh": False}]
+
+
+def test_ode_progress_bar(bars):
+    sde = VESDE(0.01, 10.0)
+    calls = []
+
+    def counted(x, t):
+        calls.append(float(t[0]))
+        return score(x, t)
+
+    result = ode_sample(counted, sde, (1, 1, 2, 2), eps=0.05, x_init=torch.ones(1, 1, 2, 2, dtype=torch.float64),
+                        rtol=1e-3, atol=1e-3)
+    ode_sample(score, sde, (1, 1, 2, 2), eps=0.05, progress=False)
+    shown, hidden = bars
+    assert shown.options == {"total": pytest.approx(0.95), "desc": "ODE sampling", "disable": False, "leave": False,
+                             "unit": "t", "bar_format": "{l_bar}{bar}{postfix}"}
+    assert hidden.options["disable"] is True and shown.closed
+    solver_calls = calls[:-1]  # the last is the denoising evaluation
+    assert sum(shown.updates) == pytest.approx(1.0 - min(solver_calls))
+    assert all(step > 0 for step in shown.updates)
+    assert shown.postfixes[-1] == (f"t={solver_calls[-1]:.4f} nfe={len(solver_calls)}", False)
+    assert result.nfe == len(calls)
+
+
+def test_documented_defaults_of_the_samplers():
+    import inspect
+
+    def defaults(function):
+        return {name: p.default for name, p in inspect.signature(function).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+
+    assert defaults(pc_sample) == {"steps": 1000, "predictor": "reverse_diffusion", "corrector": "langevin",
+                                   "snr": 0.16, "corrector_steps": 1, "eps": None, "denoise": True,
+                                   "generator": None, "device": None, "x_init": None, "conditioning": None,
+                                   "dtype": torch.float32, "progress": True, "time_grid": "uniform",
+                                   "predictor_options": None, "start_time": None}
+    assert defaults(ode_sample) == {"rtol": 1e-5, "atol": 1e-5, "method": "RK45", "eps": None, "denoise": True,
+                                    "generator": None, "device": None, "x_init": None, "progress": True}
+    assert defaults(sample) == {"method": "pc", "sde": None, "steps": 1000, "predictor": "reverse_diffusion",
+                                "corrector": "langevin", "snr": 0.16, "corrector_steps": 1, "rtol": 1e-5,
+                                "atol": 1e-5, "eps": None, "denoise": True, "generator": None, "seed": None,
+                                "device": None, "progress": True, "classifier": None, "label": None,
+                                "classifier_scale": 1.0}
+
+
+def test_pc_loop_defaults_and_pass_through(stepping):
+    sde = VESDE(0.01, 10.0)
+    hooks = Recorder()
+    generator = torch.Generator().manual_seed(0)
+    seen = []
+    hooks.project = lambda x, t, g: seen.append((t.dtype, g)) or x
+    pc_sample(score, sde, (1, 1, 2, 2), steps=3, predictor=StepPredictor.name, corrector=StepCorrector.name,
+              x_init=torch.zeros(1, 1, 2, 2, dtype=torch.float64), conditioning=hooks, generator=generator,
+              progress=False, start_time=0.5)
+    assert [entry[1] for entry in stepping[::2]] == [0.5, pytest.approx(0.5 * (0.5 + 1e-5)), 1e-5]  # VE's eps
+    assert all(dtype == torch.float64 and g is generator for dtype, g in seen) and len(seen) == 5
+
+
+def test_pc_loop_gives_the_predictor_its_options_and_the_conditioning():
+    sde = VPSDE()
+    prior = gaussian_prior(sde)
+    hooks = []
+
+    class Hook(Conditioning):
+        def denoised(self, x0, t, generator):
+            hooks.append(float(t[0]))
+            return x0
+
+    start = torch.ones(1, 1, 2, 2, dtype=torch.float64)
+    deterministic = pc_sample(prior, sde, (1, 1, 2, 2), steps=4, predictor="ddim", corrector="none",
+                              predictor_options={"eta": 0.0}, x_init=start, conditioning=Hook(), progress=False,
+                              generator=torch.Generator().manual_seed(1))
+    again = pc_sample(prior, sde, (1, 1, 2, 2), steps=4, predictor="ddim", corrector="none",
+                      predictor_options={"eta": 0.0}, x_init=start, progress=False,
+                      generator=torch.Generator().manual_seed(2))
+    assert len(hooks) == 3 and torch.equal(deterministic.samples, again.samples)  # η = 0: no draw
+
+
+def test_sampler_timing_and_ode_default_eps():
+    import time
+
+    sde = VESDE(0.01, 10.0)
+    before = time.perf_counter()
+    result = pc_sample(score, sde, (1, 1, 2, 2), steps=2, progress=False)
+    assert 0 < result.seconds <= time.perf_counter() - before
+    calls = []
+
+    def counted(x, t):
+        calls.append(float(t[0]))
+        return score(x, t)
+
+    ode_sample(counted, sde, (1, 1, 2, 2), x_init=torch.ones(1, 1, 2, 2), progress=False, rtol=1e-3, atol=1e-3)
+    assert calls[-1] == pytest.approx(1e-5)
+
+
+def test_sample_defaults_reach_the_samplers(capsys):
+    sde = VESDE(0.01, 10.0)
+    prior = gaussian_prior(sde)
+    sample(prior, (1, 1, 2, 2), steps=2)
+    assert "PC sampling" in capsys.readouterr().err
+    sample(prior, (1, 1, 2, 2), "ode", rtol=1e-2, atol=1e-2)
+    assert "ODE sampling" in capsys.readouterr().err
+    sample(prior, (1, 1, 2, 2), steps=2, progress=False)
+    sample(prior, (1, 1, 2, 2), "ode", rtol=1e-2, atol=1e-2, progress=False)
+    assert capsys.readouterr().err == ""
+    denoised = sample(prior, (1, 1, 2, 2), "ode", rtol=1e-3, atol=1e-3, seed=3, progress=False)
+    reference = ode_sample(prior, sde, (1, 1, 2, 2), rtol=1e-3, atol=1e-3, generator=torch.Generator().manual_seed(3),
+                           progress=False)
+    assert torch.equal(denoised, reference.samples)
+    guided = sample(prior, (1, 1, 2, 2), steps=2, classifier=linear_classifier, label=0, seed=0, progress=False)
+    expected = pc_sample(ClassifierGuidedScore(prior, linear_classifier, 0, 1.0), sde, (1, 1, 2, 2), steps=2,
+                         generator=torch.Generator().manual_seed(0), progress=False)
+    assert torch.equal(guided, expected.samples)
