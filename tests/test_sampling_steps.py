@@ -7,6 +7,7 @@ flow of a Gaussian prior.
 """
 
 import math
+import time
 
 import pytest
 import torch
@@ -806,3 +807,49 @@ def test_sample_defaults_reach_the_samplers(capsys):
     expected = pc_sample(ClassifierGuidedScore(prior, linear_classifier, 0, 1.0), sde, (1, 1, 2, 2), steps=2,
                          generator=torch.Generator().manual_seed(0), progress=False)
     assert torch.equal(guided, expected.samples)
+
+
+def test_default_step_counts_and_tolerances_are_used():
+    sde = VESDE(0.01, 10.0)
+    counter = Recorder()
+    pc_sample(score, sde, (1, 1, 1, 1), predictor="none", corrector="none", conditioning=counter, progress=False)
+    assert len(counter.calls) == 1000 - 1 + 1  # a projection after each of the 999 predictor steps, and finish
+    prior = gaussian_prior(sde)
+    assert sample(score, (1, 1, 1, 1), sde=sde, predictor="euler_maruyama", corrector="none", progress=False,
+                  seed=0).shape == (1, 1, 1, 1)
+    counted = []
+    sample(lambda x, t: counted.append(1) or score(x, t), (1, 1, 1, 1), sde=sde, predictor="euler_maruyama",
+           corrector="none", progress=False)
+    assert len(counted) == 1000
+    default = ode_sample(prior, sde, (1, 1, 2, 2), generator=torch.Generator().manual_seed(0), progress=False)
+    explicit = ode_sample(prior, sde, (1, 1, 2, 2), rtol=1e-5, atol=1e-5, method="RK45",
+                          generator=torch.Generator().manual_seed(0), progress=False)
+    assert default.nfe == explicit.nfe and torch.equal(default.samples, explicit.samples)
+    assert torch.equal(sample(prior, (1, 1, 2, 2), "ode", seed=0, progress=False), default.samples)
+
+
+def test_ode_tolerances_and_method_each_reach_the_solver():
+    sde = VESDE(0.01, 10.0)
+    start = torch.full((1, 1, 2, 2), 1e-3, dtype=torch.float64)
+
+    def nfe(**options):
+        return ode_sample(score, sde, (1, 1, 2, 2), x_init=start, eps=0.05, progress=False, **options).nfe
+
+    assert nfe(rtol=1e-2, atol=1e-2) < nfe(rtol=1e-2, atol=1e-9)
+    assert nfe(rtol=1e-4, atol=1e-4, method="RK23") != nfe(rtol=1e-4, atol=1e-4, method="RK45")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ode_evaluates_the_score_in_the_dtype_and_batch_of_x(dtype):
+    sde = VESDE(0.01, 10.0)
+    seen = []
+
+    def recording(x, t):
+        seen.append((x.dtype, t.dtype, tuple(t.shape)))
+        return score(x, t)
+
+    before = time.perf_counter()
+    result = ode_sample(recording, sde, (3, 1, 2, 2), x_init=torch.ones(3, 1, 2, 2, dtype=dtype), eps=0.05,
+                        rtol=1e-3, atol=1e-3, progress=False)
+    assert 0 < result.seconds <= time.perf_counter() - before
+    assert set(seen) == {(dtype, dtype, (3,))} and result.samples.dtype == dtype
