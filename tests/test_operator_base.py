@@ -314,3 +314,34 @@ def test_least_squares_and_cgls_on_a_diagonal():
     assert torch.allclose(warm, X, atol=1e-12)
     with pytest.raises(ValueError, match=r"^least_squares expects a LinearOperator, got str$"):
         least_squares("A", y)
+
+
+# --- what the mutation run of operators/base.py asked for -----------------------------------------
+
+def test_check_adjoint_is_relative_also_below_unit_scale():
+    """‖Ax‖ ‖y‖ < 1: the error is still divided by it."""
+    tiny = Diag(weights=1e-3 * WEIGHTS, adjoint_factor=3.0)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn((2, 1, 2, 2), generator=generator, dtype=torch.float64)
+    y = torch.randn((2, 1, 2, 2), generator=generator, dtype=torch.float64)
+    ax = 1e-3 * WEIGHTS.double() * x
+    assert float(ax.norm() * y.norm()) < 1
+    assert tiny.check_adjoint() == pytest.approx(float(2 * (ax * y).sum().abs() / (ax.norm() * y.norm())), rel=1e-6)
+
+
+def test_norm_runs_fifty_iterations_by_default():
+    op = Line()
+    op.w = torch.linspace(0.9, 1.0, 32, dtype=torch.float64)  # close singular values: slow convergence
+    assert op.norm() == op.norm(iterations=50) != op.norm(iterations=51)
+
+
+def test_unsized_operators_take_images_and_full_transforms_by_role():
+    from scoreinv.operators import RadonOp
+
+    image = torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    sized = RadonOp(8, image_size=16)
+    assert torch.allclose(RadonOp(8).transform(image), sized.transform(image))
+    full = sized.transform(image)
+    assert torch.allclose(RadonOp(8).transform_adjoint(full), sized.transform_adjoint(full))
+    colour = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(GrayscaleOp().transform_adjoint(colour), GrayscaleOp(4).transform_adjoint(colour))
