@@ -345,3 +345,4 @@ def test_unsized_operators_take_images_and_full_transforms_by_role():
     assert torch.allclose(RadonOp(8).transform_adjoint(full), sized.transform_adjoint(full))
     colour = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(1))
     assert torch.equal(GrayscaleOp().transform_adjoint(colour), GrayscaleOp(4).transform_adjoint(colour))
+    assert torch.equal(GrayscaleOp().subsample(colour), GrayscaleOp(4).subsample(colour))
