@@ -346,3 +346,15 @@ def test_unsized_operators_take_images_and_full_transforms_by_role():
     colour = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(1))
     assert torch.equal(GrayscaleOp().transform_adjoint(colour), GrayscaleOp(4).transform_adjoint(colour))
     assert torch.equal(GrayscaleOp().subsample(colour), GrayscaleOp(4).subsample(colour))
+
+
+@pytest.mark.parametrize("damping", [1e2, 1e4, 1e6])
+def test_damped_cgls_stops_at_the_rounding_floor_instead_of_diverging(damping):
+    """Without its stopping rule damped CG ran on past convergence and reached 1e9–1e13 here."""
+    from scoreinv.operators import RadonOp
+
+    op = RadonOp(8, image_size=16)
+    y = op(torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0)))
+    converged = least_squares(op, y, iterations=50, damping=damping)
+    assert torch.allclose(least_squares(op, y, iterations=300, damping=damping), converged, rtol=1e-4, atol=1e-7)
+    assert float(converged.abs().max()) < 1.0
