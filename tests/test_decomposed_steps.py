@@ -41,19 +41,21 @@ def test_settings_defaults_are_the_documented_ones():
     assert settings.eta == 1.0 and settings.zeta is None
     assert settings.cg_iterations == 7 and settings.projection_iterations == 7
     assert settings.projection_noise_level is None and settings.damping_weight == 3.0
-    assert settings.start_noise_level is None and settings.start_iterations == 30
+    assert settings.start_noise_level is None and settings.start_iterations is None  # no part-way start
+    assert DecomposedSettings(steps=10, start_noise_level=1.0).start_iterations == 30
     assert settings.time_grid == "log-sigma"
 
 
 def test_settings_accept_their_boundaries_and_refuse_beyond():
     for values in ({"eta": 0.0}, {"eta": 1.0}, {"eta": None, "zeta": 0.0}, {"eta": None, "zeta": 1.0},
                    {"cg_iterations": 0}, {"projection_iterations": 0}, {"projection_noise_level": 0.0},
-                   {"damping_weight": 0.0}, {"start_noise_level": 0.5}, {"start_iterations": 0},
-                   {"time_grid": "uniform"}, {"time_grid": "karras"}):
+                   {"damping_weight": 0.0}, {"start_noise_level": 0.5},
+                   {"start_noise_level": 0.5, "start_iterations": 0}, {"time_grid": "uniform"}, {"time_grid": "karras"}):
         DecomposedSettings(steps=10, **values)
     for values in ({"eta": -0.1}, {"eta": 1.1}, {"eta": None, "zeta": -0.1}, {"eta": None, "zeta": 1.1},
                    {"cg_iterations": -1}, {"projection_iterations": -1}, {"projection_noise_level": -0.1},
-                   {"damping_weight": -0.1}, {"start_noise_level": 0.0}, {"start_iterations": -1},
+                   {"damping_weight": -0.1}, {"start_noise_level": 0.0},
+                   {"start_noise_level": 0.5, "start_iterations": -1}, {"start_iterations": 5},
                    {"time_grid": "linear"}, {"predictor": "reverse_diffusion"}, {"corrector": "langevin"}):
         with pytest.raises(ValidationError):
             DecomposedSettings(steps=10, **values)
