@@ -136,6 +136,16 @@ def test_configuration_binding_and_errors():
         unsized.bind(measurement_shape=(1, 6, 30))
 
 
+def test_the_unmeasured_arc_counts_the_directions_of_the_whole_fan():
+    fan = dict(image_size=64, source_distance=128, detector_distance=64)
+    full = FanBeamOp(23, **fan)
+    assert full.unmeasured_arc == 0.0
+    assert FanBeamOp(angles=FanBeamOp.short_scan(23, full.fan_angle), **fan).unmeasured_arc == 0.0
+    # views over [0, π/2] measure the directions [−γ_m, π/2 + γ_m]: π/2 − 2γ_m of [0, π) stay unmeasured
+    arc = FanBeamOp(angles=np.linspace(0, np.pi / 2, 30), **fan)
+    assert arc.unmeasured_arc == pytest.approx(math.pi / 2 - full.fan_angle)
+
+
 def test_size_mismatches_name_both_sizes_as_for_the_parallel_beam():
     fan = dict(source_distance=40, detector_distance=20)
     d20, d24 = FanBeamOp(5, 20, **fan).n_detectors, FanBeamOp(5, 24, **fan).n_detectors

@@ -35,7 +35,7 @@ from .base import LinearOperator, Shape, bind_sinograms, validate
 from .fbp import _filter_sinogram, normalise_filter
 from .noise import NoiseModel, make_noise, noise_from_config
 from .registry import OperatorSpec, register_family
-from .system_matrix import Geometry, SystemMatrix, apply_matrix, as_angles, system_matrix
+from .system_matrix import Geometry, SystemMatrix, apply_matrix, as_angles, system_matrix, unmeasured_arc
 
 #: Our projector names and ASTRA's fan-beam CPU projectors.
 FAN_PROJECTORS = {"line": "line_fanflat", "strip": "strip_fanflat"}
@@ -176,6 +176,13 @@ class FanBeamOp(LinearOperator):
             raise self._unsized_error("fan angle")
         half = (self.n_detectors / 2) * self.detector_spacing
         return 2 * math.atan(half / (self.source_distance + self.detector_distance))
+
+    @property
+    def unmeasured_arc(self) -> float:
+        """The widest range of ray directions (radians, modulo π) that no view measures; view β
+        measures the directions β ± half the fan angle, so a full turn or a short scan of enough
+        views measures them all (0)."""
+        return unmeasured_arc(self.angles, self.fan_angle / 2)
 
     @staticmethod
     def short_scan(n_views: int, fan_angle: float) -> torch.Tensor:

@@ -25,7 +25,8 @@ from .base import LinearOperator, Shape, SubsampledTransformOp, bind_sinograms, 
 from .fbp import filtered_back_projection, normalise_filter
 from .noise import NoiseModel, make_noise, noise_from_config
 from .registry import OperatorSpec, register_family
-from .system_matrix import Geometry, SystemMatrix, apply_matrix, as_angles, check_projector, system_matrix
+from .system_matrix import (Geometry, SystemMatrix, apply_matrix, as_angles, check_projector, system_matrix,
+                            unmeasured_arc)
 
 
 def _positive_int(value, name: str) -> int:
@@ -199,6 +200,12 @@ class RadonOp(SubsampledTransformOp):
         if self._irregular is not None:
             return frozenset({"line-integrals"})
         return frozenset({"full-transform", "line-integrals"})
+
+    @property
+    def unmeasured_arc(self) -> float:
+        """The widest range of ray directions (radians, modulo π) that no view measures: π/n for
+        n views equally spaced over [0, π), π − α plus one spacing for a limited arc [0, α)."""
+        return unmeasured_arc(self.measured_angles)
 
     @property
     def has_full_transform(self) -> bool:
