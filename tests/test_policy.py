@@ -29,6 +29,8 @@ class Blur(LinearOperator):
 ROWS = [
     ("RadonOp, noise-free", lambda: RadonOp(23, 64)),
     ("RadonOp, noise_std > 0", lambda: RadonOp(23, 64, noise_std=0.01)),
+    ("RadonOp over a limited arc (> 30° of directions unmeasured), noise-free",
+     lambda: RadonOp(angles=np.linspace(0, np.pi / 2, 60, endpoint=False), image_size=64)),
     ("RadonOp over a limited arc (> 30° of directions unmeasured), noise_std > 0",
      lambda: RadonOp(angles=np.linspace(0, np.pi / 2, 60, endpoint=False), image_size=64, noise_std=0.01)),
     ("MaskOp / GrayscaleOp, noise-free", lambda: MaskOp(image_size=8, fraction=0.5)),
@@ -113,5 +115,7 @@ def test_a_limited_arc_is_a_geometry_fact_of_the_operator_that_the_policy_reads(
     assert [Problem.of(op).limited_arc for op in (arc_120, RadonOp(23, 64), fan, short)] == [True, False, False, False]
     assert [resolve_settings(op).cg_iterations for op in (arc_120, RadonOp(23, 64, noise_std=0.01), fan, short)] \
         == [15, 7, 7, 7]
+    noise_free = [op.with_options(noise_std=0.0) for op in (arc_120, fan, short)]
+    assert [resolve_settings(op).projection_noise_level for op in noise_free] == [0.3, 0.1, 0.1]
     unsized_fan = FanBeamOp(23, source_distance=128, detector_distance=64)
     assert Problem.of(unsized_fan).unmeasured_arc is None and not Problem.of(unsized_fan).limited_arc
