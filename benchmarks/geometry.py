@@ -101,7 +101,7 @@ def main() -> None:
                 methods = {
                     "FBP": ("FBP", lambda: operator.pinv(y)),
                     "SIRT": (f"SIRT-{args.sirt_iterations}", lambda: sirt(operator, y, args.sirt_iterations)),
-                    "TV": (f"TV (λ = {weight:g}, validated)",
+                    "TV": (f"TV (λ = {weight}, validated)",
                            lambda: tv_reconstruction(operator, y, weight, args.tv_iterations)),
                     "scoreinv": ("scoreinv (defaults)",
                                  lambda: torch.as_tensor(posterior(y, operator, prior, progress=False).mean)),
