@@ -11,11 +11,11 @@ Geometries (lengths in pixels of the 64² image):
 * ``limited-90`` / ``limited-120``: RadonOp, 60 parallel views equally spaced over 0–90° / 0–120°.
 
 Noise: Gaussian, std = the given fraction × each set's clean sinogram peak. TV's λ is chosen per
-geometry and noise level on 8 validation anatomy phantoms (``phantoms("anatomy", 8, 64,
-seed=5_000_000)``); the test images are held-out anatomy phantoms (seed 10**6 + 7) and the real
+geometry and noise level from ``quality.py``'s candidates (0.001 … 3) on 8 validation anatomy
+phantoms (``phantoms("anatomy", 8, 64, seed=5_000_000)``, ``quality.validated_tv_weight``); the test images are held-out anatomy phantoms (seed 10**6 + 7) and the real
 slices of ``real_ct.py`` (a test set only). scoreinv runs ``posterior`` at its defaults (bundled
-CT prior, decomposed sampler: the CT defaults, chosen on parallel-beam phantoms). Prints one
-markdown table: PSNR / SSIM mean ± std per row, seconds per image.
+CT prior, decomposed sampler, the settings of the solvers' policy for the operator). ``--methods``
+runs a subset of the rows. Prints one markdown table: PSNR / SSIM mean ± std per row, seconds per image.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import time
 import numpy as np
 import torch
 
+from quality import TV_WEIGHTS, validated_tv_weight
 from real_ct import real_slices
 
 from scoreinv.checkpoint import load_model
@@ -39,7 +40,8 @@ from scoreinv.reconstruct import posterior
 
 VALIDATION_SEED = 5_000_000
 TEST_SEED = 10**6 + 7
-TV_WEIGHTS = [0.003, 0.01, 0.03, 0.1, 0.3]
+GEOMETRIES = ("fan-full", "fan-short", "limited-90", "limited-120")
+METHODS = ("FBP", "SIRT", "TV", "scoreinv")
 
 
 def geometry(name: str, size: int, noise_std: float = 0.0) -> LinearOperator:
@@ -61,21 +63,21 @@ def simulate(name: str, truth: torch.Tensor, noise: float) -> tuple[LinearOperat
     return operator, operator.simulate(truth, generator=torch.Generator().manual_seed(7))
 
 
-def best_tv_weight(name: str, noise: float, size: int, iterations: int) -> float:
+def tv_weight(name: str, noise: float, size: int, iterations: int) -> float:
+    """TV's λ for a geometry and noise level, chosen on 8 validation anatomy phantoms."""
     validation = phantoms("anatomy", 8, size, seed=VALIDATION_SEED)
     operator, y = simulate(name, validation, noise)
-    scores = {weight: float(psnr(tv_reconstruction(operator, y, weight, iterations).clamp(0, 1), validation).mean())
-              for weight in TV_WEIGHTS}
-    return max(scores, key=scores.get)
+    return validated_tv_weight(operator, y, validation, TV_WEIGHTS, iterations)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="ct-anatomy")
-    parser.add_argument("--geometries", nargs="+", default=["fan-full", "fan-short", "limited-90", "limited-120"])
+    parser.add_argument("--geometries", nargs="+", default=list(GEOMETRIES), choices=GEOMETRIES)
     parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.01])
     parser.add_argument("--n", type=int, default=4, help="held-out anatomy phantoms")
     parser.add_argument("--sets", nargs="+", default=["phantoms", "real"])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, help="which rows to run")
     parser.add_argument("--tv-iterations", type=int, default=300)
     parser.add_argument("--sirt-iterations", type=int, default=300)
     args = parser.parse_args()
@@ -93,17 +95,18 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for name in args.geometries:
         for noise in args.noise:
-            weight = best_tv_weight(name, noise, size, args.tv_iterations)
+            weight = tv_weight(name, noise, size, args.tv_iterations) if "TV" in args.methods else None
             for set_name, truth in sets.items():
                 operator, y = simulate(name, truth, noise)
                 methods = {
-                    "FBP": lambda: operator.pinv(y),
-                    f"SIRT-{args.sirt_iterations}": lambda: sirt(operator, y, args.sirt_iterations),
-                    f"TV (λ = {weight:g}, validated)": lambda: tv_reconstruction(operator, y, weight,
-                                                                                  args.tv_iterations),
-                    "scoreinv (defaults)": lambda: torch.as_tensor(posterior(y, operator, prior, progress=False).mean),
+                    "FBP": ("FBP", lambda: operator.pinv(y)),
+                    "SIRT": (f"SIRT-{args.sirt_iterations}", lambda: sirt(operator, y, args.sirt_iterations)),
+                    "TV": (f"TV (λ = {weight}, validated)",
+                           lambda: tv_reconstruction(operator, y, weight, args.tv_iterations)),
+                    "scoreinv": ("scoreinv (defaults)",
+                                 lambda: torch.as_tensor(posterior(y, operator, prior, progress=False).mean)),
                 }
-                for label, method in methods.items():
+                for label, method in (methods[key] for key in args.methods):
                     started = time.perf_counter()
                     estimate = method().detach().cpu().float().clamp(0, 1)
                     seconds = (time.perf_counter() - started) / len(truth)

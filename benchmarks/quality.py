@@ -46,13 +46,24 @@ def simulate(truth: torch.Tensor, noise: float, views: int, size: int) -> tuple[
     return operator, operator.simulate(truth, generator=torch.Generator().manual_seed(7))
 
 
-def best_tv_weight(truth: torch.Tensor, noise: float, views: int, size: int, weights: list[float],
-                   iterations: int) -> float:
-    """The TV λ of ``weights`` with the highest mean PSNR on validation phantoms ``truth``."""
-    operator, y = simulate(truth, noise, views, size)
+#: TV λ candidates (sinogram units): wide enough that at 64² no row's choice sits at an end.
+TV_WEIGHTS = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
+
+
+def validated_tv_weight(operator, y: torch.Tensor, truth: torch.Tensor, weights: list[float],
+                        iterations: int) -> float:
+    """The TV λ of ``weights`` with the highest mean PSNR on validation images ``truth`` measured as ``y``."""
     scores = {weight: float(psnr(tv_reconstruction(operator, y, weight, iterations).clamp(0, 1), truth).mean())
               for weight in weights}
     return max(scores, key=scores.get)
+
+
+def best_tv_weight(truth: torch.Tensor, noise: float, views: int, size: int, weights: list[float],
+                   iterations: int) -> float:
+    """The TV λ of ``weights`` with the highest mean PSNR on validation phantoms ``truth``
+    (parallel beam, ``views`` views: :func:`simulate`)."""
+    operator, y = simulate(truth, noise, views, size)
+    return validated_tv_weight(operator, y, truth, weights, iterations)
 
 
 def main() -> None:
@@ -65,7 +76,7 @@ def main() -> None:
                         help="steps of the scoreinv row (default: reconstruct's default for the operator)")
     parser.add_argument("--fast-steps", type=int, default=20,
                         help="fast setting: the default method at this many steps, one sample")
-    parser.add_argument("--tv-weights", type=float, nargs="+", default=[0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0],
+    parser.add_argument("--tv-weights", type=float, nargs="+", default=TV_WEIGHTS,
                         help="TV λ candidates; each row uses the best on validation phantoms (sinogram units)")
     parser.add_argument("--validation", type=int, default=8,
                         help="validation phantoms per family for choosing TV λ (seeds apart from the test images)")

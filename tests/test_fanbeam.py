@@ -136,6 +136,35 @@ def test_configuration_binding_and_errors():
         unsized.bind(measurement_shape=(1, 6, 30))
 
 
+def test_the_unmeasured_arc_counts_the_directions_of_the_whole_fan():
+    fan = dict(image_size=64, source_distance=128, detector_distance=64)
+    full = FanBeamOp(23, **fan)
+    assert full.unmeasured_arc == 0.0
+    assert FanBeamOp(angles=FanBeamOp.short_scan(23, full.fan_angle), **fan).unmeasured_arc == 0.0
+    # views over [0, π/2] measure the directions [−γ_m, π/2 + γ_m]: π/2 − 2γ_m of [0, π) stay unmeasured
+    arc = FanBeamOp(angles=np.linspace(0, np.pi / 2, 30), **fan)
+    assert arc.unmeasured_arc == pytest.approx(math.pi / 2 - full.fan_angle)
+
+
+def test_size_mismatches_name_both_sizes_as_for_the_parallel_beam():
+    fan = dict(source_distance=40, detector_distance=20)
+    d20, d24 = FanBeamOp(5, 20, **fan).n_detectors, FanBeamOp(5, 24, **fan).n_detectors
+    assert (d20, d24) == (31, 38)
+    with pytest.raises(ValueError, match="the sinogram's 31 detectors fit 20×20 images, the model works on 24×24"):
+        FanBeamOp(5, **fan).bind(image_shape=(1, 24, 24), measurement_shape=(1, 5, d20))
+    with pytest.raises(ValueError, match="FanBeamOp was built for 24×24 images, the model works on 20×20"):
+        FanBeamOp(5, 24, **fan).bind(image_shape=(1, 20, 20))
+    with pytest.raises(ValueError, match=r"built for 24×24 images .*\(1, 5, 38\), not \(1, 5, 31\): the sinogram "
+                                         "has 31 detectors, which fit 20×20 images"):
+        FanBeamOp(5, 24, **fan).bind(measurement_shape=(1, 5, d20))
+    with pytest.raises(ValueError, match=r"the sinogram has 31 detectors, the FanBeamOp 30 \(detectors\)"):
+        FanBeamOp(5, detectors=30, **fan).bind(measurement_shape=(1, 5, 31))
+    with pytest.raises(ValueError, match="a FanBeamOp with detectors=30 cannot tell the image size"):
+        FanBeamOp(5, detectors=30, **fan).bind(measurement_shape=(1, 5, 30))
+    with pytest.raises(ValueError, match=r"works on images of shape \(1, N, N\), not \(1, 20, 24\)"):
+        FanBeamOp(5, **fan).bind(image_shape=(1, 20, 24))
+
+
 def test_simulate_batch_and_the_command_line_take_it_through_its_spec(tmp_path):
     from tiny_batch import SIZE, data_file, tiny_checkpoint
 

@@ -110,3 +110,12 @@ def test_geometry_argument_errors():
     # sized from the sinogram: D = ceil(N√2/τ)
     assert RadonOp(angles=ARC_90, detector_spacing=2.0).bind(measurement_shape=(1, 60, 46)).image_size == 64
     assert RadonOp(4).with_options(detectors=30).bind(image_shape=(1, 8, 8)).n_detectors == 30
+
+
+def test_the_unmeasured_arc_is_the_widest_range_of_directions_no_view_measures():
+    assert RadonOp(23).unmeasured_arc == pytest.approx(math.pi / 23)
+    assert RadonOp(angles=ARC_90).unmeasured_arc == pytest.approx(math.pi / 2 + (math.pi / 2) / 60)
+    # θ and θ + π measure the same lines: an arc over [π/2, 3π/2) leaves the same gap as [0, π)'s
+    assert RadonOp(angles=np.linspace(np.pi / 2, 3 * np.pi / 2, 10, endpoint=False)).unmeasured_arc == \
+        pytest.approx(math.pi / 10)
+    assert RadonOp(angles=[0.3]).unmeasured_arc == pytest.approx(math.pi)

@@ -3,6 +3,7 @@ settings that name what ran; the defaults table of scoreinv.reconstruct is the p
 
 import importlib
 
+import numpy as np
 import pytest
 import torch
 
@@ -28,6 +29,10 @@ class Blur(LinearOperator):
 ROWS = [
     ("RadonOp, noise-free", lambda: RadonOp(23, 64)),
     ("RadonOp, noise_std > 0", lambda: RadonOp(23, 64, noise_std=0.01)),
+    ("RadonOp over a limited arc (> 30° of directions unmeasured), noise-free",
+     lambda: RadonOp(angles=np.linspace(0, np.pi / 2, 60, endpoint=False), image_size=64)),
+    ("RadonOp over a limited arc (> 30° of directions unmeasured), noise_std > 0",
+     lambda: RadonOp(angles=np.linspace(0, np.pi / 2, 60, endpoint=False), image_size=64, noise_std=0.01)),
     ("MaskOp / GrayscaleOp, noise-free", lambda: MaskOp(image_size=8, fraction=0.5)),
     ("MaskOp / GrayscaleOp, noise_std > 0", lambda: GrayscaleOp(8, noise_std=0.01)),
     ("any other operator", Blur),
@@ -97,3 +102,20 @@ def test_a_rule_can_depend_on_the_image_size(monkeypatch):
     monkeypatch.setattr(policy, "SETTINGS_RULES", [rule, *policy.SETTINGS_RULES])
     assert (resolve_settings(RadonOp(23, 128)).steps, resolve_settings(RadonOp(23, 64)).steps) == (30, 50)
     assert Problem.of(RadonOp(23)).image_shape is None  # unsized: the rule sees size 0
+
+
+def test_a_limited_arc_is_a_geometry_fact_of_the_operator_that_the_policy_reads():
+    from scoreinv.operators import FanBeamOp
+
+    arc_120 = RadonOp(angles=np.linspace(0, 2 * np.pi / 3, 60, endpoint=False), image_size=64, noise_std=0.01)
+    fan = FanBeamOp(23, 64, source_distance=128, detector_distance=64, noise_std=0.01)
+    short = FanBeamOp(angles=FanBeamOp.short_scan(23, fan.fan_angle), image_size=64, source_distance=128,
+                      detector_distance=64, noise_std=0.01)
+    assert Problem.of(arc_120).unmeasured_arc == pytest.approx(np.pi / 3 + (2 * np.pi / 3) / 60)
+    assert [Problem.of(op).limited_arc for op in (arc_120, RadonOp(23, 64), fan, short)] == [True, False, False, False]
+    assert [resolve_settings(op).cg_iterations for op in (arc_120, RadonOp(23, 64, noise_std=0.01), fan, short)] \
+        == [15, 7, 7, 7]
+    noise_free = [op.with_options(noise_std=0.0) for op in (arc_120, fan, short)]
+    assert [resolve_settings(op).projection_noise_level for op in noise_free] == [0.3, 0.1, 0.1]
+    unsized_fan = FanBeamOp(23, source_distance=128, detector_distance=64)
+    assert Problem.of(unsized_fan).unmeasured_arc is None and not Problem.of(unsized_fan).limited_arc

@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -373,6 +374,68 @@ class LinearOperator(abc.ABC):
             cached = tensor.to(device=like.device, dtype=like.dtype)
             self._device_cache[key] = cached
         return cached
+
+
+def bind_sinograms(op: LinearOperator, image_shape: Shape | None, measurement_shape: Shape | None, *,
+                   given_detectors: int | None, detectors_option: str,
+                   size_for_detectors: Callable[[int], int]) -> LinearOperator:
+    """:meth:`LinearOperator.bind` for the CT families: (1, N, N) images, (1, n_views, D) sinograms.
+
+    ``op`` has ``n_views``, ``image_size`` and ``n_detectors`` (None while it has no size). A
+    sized ``op`` checks the shapes and returns itself; one without a size takes N from the
+    images, or from D through ``size_for_detectors`` (the N whose default detector count is D;
+    a ValueError when none is) unless the user gave the count (``given_detectors``, the
+    constructor option ``detectors_option``), and returns its bound copy of that size. A
+    ValueError names both sizes when they disagree (with each other or with ``op``).
+    """
+    name = op.name
+    n_image = d = None
+    if image_shape is not None:
+        shape = tuple(int(s) for s in image_shape)
+        if len(shape) != 3 or shape[0] != 1 or shape[1] != shape[2]:
+            raise ValueError(f"{name} works on images of shape (1, N, N), not {shape}")
+        n_image = shape[1]
+    if measurement_shape is not None:
+        shape = tuple(int(s) for s in measurement_shape)
+        if len(shape) != 3 or shape[0] != 1:
+            raise ValueError(f"{name} takes sinograms of shape (1, {op.n_views}, D), not {shape}")
+        if shape[1] != op.n_views:
+            raise ValueError(f"the sinogram has {shape[1]} views, the {name} measures {op.n_views} "
+                             f"(sinograms of shape (1, {op.n_views}, D))")
+        d = shape[2]
+    if op.is_sized:
+        size = op.image_size
+        if n_image is not None and n_image != size:
+            raise ValueError(f"{name} was built for {size}×{size} images, the model works on {n_image}×{n_image}")
+        if d is not None and d != op.n_detectors:
+            fits = ""
+            if given_detectors is None:
+                try:
+                    n = size_for_detectors(d)
+                    fits = f", which fit {n}×{n} images"
+                except ValueError:
+                    pass
+            raise ValueError(f"{name} was built for {size}×{size} images and produces measurements of shape "
+                             f"{tuple(op.out_shape)}, not {tuple(measurement_shape)}: the sinogram has {d} "
+                             f"detectors{fits}")
+        return op
+    n_sinogram = None
+    if d is not None:
+        if given_detectors is not None:
+            if d != given_detectors:
+                raise ValueError(f"the sinogram has {d} detectors, the {name} {given_detectors} ({detectors_option})")
+        else:
+            n_sinogram = size_for_detectors(d)
+    if n_image is not None and n_sinogram is not None and n_image != n_sinogram:
+        raise ValueError(f"the sinogram's {d} detectors fit {n_sinogram}×{n_sinogram} images, the model works "
+                         f"on {n_image}×{n_image}")
+    size = n_image if n_image is not None else n_sinogram
+    if size is None:
+        if d is not None:
+            raise ValueError(f"a {name} with {detectors_option}={given_detectors} cannot tell the image size from "
+                             "the sinogram: pass image_size= or the image shape")
+        return op
+    return op._bound_copy(size, image_size=size)
 
 
 def _noise_config(noise) -> dict | None:

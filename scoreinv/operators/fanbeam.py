@@ -31,11 +31,11 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from .base import LinearOperator, Shape, validate
+from .base import LinearOperator, Shape, bind_sinograms, validate
 from .fbp import _filter_sinogram, normalise_filter
 from .noise import NoiseModel, make_noise, noise_from_config
 from .registry import OperatorSpec, register_family
-from .system_matrix import Geometry, SystemMatrix, apply_matrix, as_angles, system_matrix
+from .system_matrix import Geometry, SystemMatrix, apply_matrix, as_angles, system_matrix, unmeasured_arc
 
 #: Our projector names and ASTRA's fan-beam CPU projectors.
 FAN_PROJECTORS = {"line": "line_fanflat", "strip": "strip_fanflat"}
@@ -177,6 +177,13 @@ class FanBeamOp(LinearOperator):
         half = (self.n_detectors / 2) * self.detector_spacing
         return 2 * math.atan(half / (self.source_distance + self.detector_distance))
 
+    @property
+    def unmeasured_arc(self) -> float:
+        """The widest range of ray directions (radians, modulo π) that no view measures; view β
+        measures the directions β ± half the fan angle, so a full turn or a short scan of enough
+        views measures them all (0)."""
+        return unmeasured_arc(self.angles, self.fan_angle / 2)
+
     @staticmethod
     def short_scan(n_views: int, fan_angle: float) -> torch.Tensor:
         """``n_views`` angles equally spaced over [0, π + fan_angle] (both ends): a short scan."""
@@ -227,43 +234,10 @@ class FanBeamOp(LinearOperator):
 
     def bind(self, *, image_shape: Shape | None = None, measurement_shape: Shape | None = None) -> FanBeamOp:
         """This operator for (1, N, N) images and (1, n_views, D) sinograms: a sized one checks the
-        shapes, one without a size takes N from the images or from D (the N whose default count D is)."""
-        n_image = d = None
-        if image_shape is not None:
-            shape = tuple(int(s) for s in image_shape)
-            if len(shape) != 3 or shape[0] != 1 or shape[1] != shape[2]:
-                raise ValueError(f"FanBeamOp works on images of shape (1, N, N), not {shape}")
-            n_image = shape[1]
-        if measurement_shape is not None:
-            shape = tuple(int(s) for s in measurement_shape)
-            if len(shape) != 3 or shape[0] != 1 or shape[1] != self.n_views:
-                raise ValueError(f"FanBeamOp takes sinograms of shape (1, {self.n_views}, D), not {shape}")
-            d = shape[2]
-        if self.is_sized:
-            if n_image is not None and n_image != self.image_size:
-                raise ValueError(f"FanBeamOp was built for {self.image_size}×{self.image_size} images, the model "
-                                 f"works on {n_image}×{n_image}")
-            if d is not None and d != self.n_detectors:
-                raise ValueError(f"FanBeamOp was built for sinograms of shape {tuple(self.out_shape)}, "
-                                 f"not {tuple(measurement_shape)}")
-            return self
-        n_sinogram = None
-        if d is not None:
-            if self._detectors_given is not None:
-                if d != self._detectors_given:
-                    raise ValueError(f"the sinogram has {d} detectors, the FanBeamOp {self._detectors_given}")
-            else:
-                n_sinogram = self._image_size_for(d)
-        if n_image is not None and n_sinogram is not None and n_image != n_sinogram:
-            raise ValueError(f"the sinogram's {d} detectors fit {n_sinogram}×{n_sinogram} images, the model works "
-                             f"on {n_image}×{n_image}")
-        size = n_image if n_image is not None else n_sinogram
-        if size is None:
-            if d is not None:
-                raise ValueError(f"a FanBeamOp with detectors={self._detectors_given} cannot tell the image size "
-                                 "from the sinogram: pass image_size= or the image shape")
-            return self
-        return self._bound_copy(size, image_size=size)
+        shapes, one without a size takes N from the images or from D (the N whose default count D
+        is, unless ``detectors`` was given): :func:`~scoreinv.operators.base.bind_sinograms`."""
+        return bind_sinograms(self, image_shape, measurement_shape, given_detectors=self._detectors_given,
+                              detectors_option="detectors", size_for_detectors=self._image_size_for)
 
     def _bind_full(self, shape: Shape) -> LinearOperator:
         raise ValueError(f"FanBeamOp: {self.capability_note}")

@@ -21,11 +21,12 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from .base import LinearOperator, Shape, SubsampledTransformOp, validate
+from .base import LinearOperator, Shape, SubsampledTransformOp, bind_sinograms, validate
 from .fbp import filtered_back_projection, normalise_filter
 from .noise import NoiseModel, make_noise, noise_from_config
 from .registry import OperatorSpec, register_family
-from .system_matrix import Geometry, SystemMatrix, apply_matrix, as_angles, check_projector, system_matrix
+from .system_matrix import (Geometry, SystemMatrix, apply_matrix, as_angles, check_projector, system_matrix,
+                            unmeasured_arc)
 
 
 def _positive_int(value, name: str) -> int:
@@ -201,6 +202,12 @@ class RadonOp(SubsampledTransformOp):
         return frozenset({"full-transform", "line-integrals"})
 
     @property
+    def unmeasured_arc(self) -> float:
+        """The widest range of ray directions (radians, modulo π) that no view measures: π/n for
+        n views equally spaced over [0, π), π − α plus one spacing for a limited arc [0, α)."""
+        return unmeasured_arc(self.measured_angles)
+
+    @property
     def has_full_transform(self) -> bool:
         """Whether the views are equally spaced over [0, π), so that the full-view transform T exists."""
         return self._irregular is None
@@ -248,68 +255,17 @@ class RadonOp(SubsampledTransformOp):
                 and self._measured_geometry == other._measured_geometry):
             self._matrices = other._matrices
 
-    def _image_size_of(self, image_shape: Shape) -> int:
-        shape = tuple(int(s) for s in image_shape)
-        if len(shape) != 3 or shape[0] != 1 or shape[1] != shape[2]:
-            raise ValueError(f"RadonOp works on images of shape (1, N, N), not {shape}")
-        return shape[1]
-
-    def _size_for_detectors(self, d: int) -> int:
-        return image_size_for_detectors(d, self.detector_spacing)
-
-    def _detectors_of(self, measurement_shape: Shape) -> int:
-        shape = tuple(int(s) for s in measurement_shape)
-        if len(shape) != 3 or shape[0] != 1:
-            raise ValueError(f"RadonOp takes sinograms of shape (1, {self.n_views}, D), not {shape}")
-        if shape[1] != self.n_views:
-            raise ValueError(f"the sinogram has {shape[1]} views, the RadonOp measures {self.n_views} "
-                             f"(sinograms of shape (1, {self.n_views}, D))")
-        return shape[2]
-
     def bind(self, *, image_shape: Shape | None = None, measurement_shape: Shape | None = None) -> RadonOp:
         """This operator for (1, N, N) images and (1, n_views, D) sinograms (see the base class).
 
         Without ``image_size`` the size comes from the images, or from the sinogram's D: the
-        N with ceil(N·√2) = D (with ``n_detectors`` given explicitly only the images can say).
-        A ValueError names both sizes when they disagree (with each other or the operator).
+        N with ceil(N·√2 / detector_spacing) = D (with ``n_detectors`` given explicitly only the
+        images can say). A ValueError names both sizes when they disagree (with each other or the
+        operator): :func:`~scoreinv.operators.base.bind_sinograms`.
         """
-        n_image = None if image_shape is None else self._image_size_of(image_shape)
-        d = None if measurement_shape is None else self._detectors_of(measurement_shape)
-        if self.is_sized:
-            size = self.image_size
-            if n_image is not None and n_image != size:
-                raise ValueError(f"RadonOp was built for {size}×{size} images, the model works on "
-                                 f"{n_image}×{n_image}")
-            if d is not None and d != self.n_detectors:
-                fits = ""
-                if self._given["n_detectors"] is None:
-                    try:
-                        n = self._size_for_detectors(d)
-                        fits = f", which fit {n}×{n} images"
-                    except ValueError:
-                        pass
-                raise ValueError(f"RadonOp was built for {size}×{size} images and produces measurements of "
-                                 f"shape {tuple(self.out_shape)}, not {tuple(measurement_shape)}: the sinogram "
-                                 f"has {d} detectors{fits}")
-            return self
-        explicit = self._given["n_detectors"]
-        n_sinogram = None
-        if d is not None:
-            if explicit is not None:
-                if d != explicit:
-                    raise ValueError(f"the sinogram has {d} detectors, the RadonOp {explicit} (n_detectors)")
-            else:
-                n_sinogram = self._size_for_detectors(d)
-        if n_image is not None and n_sinogram is not None and n_image != n_sinogram:
-            raise ValueError(f"the sinogram's {d} detectors fit {n_sinogram}×{n_sinogram} images, the "
-                             f"model works on {n_image}×{n_image}")
-        size = n_image if n_image is not None else n_sinogram
-        if size is None:
-            if d is not None:
-                raise ValueError(f"a RadonOp with n_detectors={explicit} cannot tell the image size from "
-                                 "the sinogram: pass image_size= or the image shape")
-            return self
-        return self._bound_copy(size, image_size=size)
+        return bind_sinograms(self, image_shape, measurement_shape, given_detectors=self._given["n_detectors"],
+                              detectors_option="n_detectors",
+                              size_for_detectors=lambda d: image_size_for_detectors(d, self.detector_spacing))
 
     def _bind_full(self, shape: Shape) -> RadonOp:
         if self._irregular is not None:

@@ -23,6 +23,7 @@ the input's device inside an autograd Function whose backward is the adjoint.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import threading
 import warnings
@@ -333,6 +334,23 @@ def as_angles(angles) -> tuple[float, ...]:
     if arr.size == 0 or not np.all(np.isfinite(arr)):
         raise ValueError("angles must be a non-empty sequence of finite numbers (radians)")
     return tuple(float(a) for a in arr)
+
+
+def unmeasured_arc(angles: torch.Tensor, half_width: float = 0.0) -> float:
+    """The widest range of ray directions (radians, modulo π) that no view measures.
+
+    View k measures the directions [θ_k − w, θ_k + w] (w = ``half_width``: 0 for parallel
+    beams, half the fan angle for a fan). Intervals of equal length sorted by their start are
+    also sorted by their end, so the widest gap is the largest spacing between neighbouring
+    starts on the circle of circumference π, less 2w (0 when the views cover every direction).
+    For n views equally spaced over [0, π) it is π/n; for views over a limited arc [0, α),
+    π − α plus one spacing.
+    """
+    if 2 * half_width >= math.pi:
+        return 0.0
+    starts = torch.sort(torch.remainder(angles.double() - half_width, math.pi)).values
+    spacings = torch.diff(torch.cat([starts, starts[:1] + math.pi]))
+    return max(float(spacings.max()) - 2 * half_width, 0.0)
 
 
 def check_projector(projector: str) -> str:
