@@ -62,7 +62,7 @@ def main() -> None:
     limit_threads(args.threads)
 
     prior = load_model(args.model)
-    size = prior.image_size
+    size = prior.image_size or 64  # a patch prior serves several sizes: these tables are 64²
     truth = phantoms(args.family, args.n, size, seed=args.seed)
 
     def make(noise_std: float) -> LinearOperator:
