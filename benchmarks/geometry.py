@@ -1,20 +1,22 @@
 """Fan-beam and limited-angle CT: FBP, SIRT, TV (λ validated) and scoreinv on held-out phantoms and
-on pydicom's real CT slices, 64², noise-free and with 1% noise.
+on pydicom's real CT slices, 64² (or ``--size`` N), noise-free and with 1% noise.
 
     python benchmarks/geometry.py                      # every geometry, 4 phantoms + the real slices
     python benchmarks/geometry.py --geometries fan-full limited-120 --noise 0 --n 8
+    python benchmarks/geometry.py --size 256 --geometries limited-120 --noise 0 --validation 2
 
-Geometries (lengths in pixels of the 64² image):
+Geometries (lengths in pixels of the N² image):
 
-* ``fan-full``: FanBeamOp, 23 views over a full turn, source 128 and detector 64 from the isocentre;
+* ``fan-full``: FanBeamOp, 23 views over a full turn, source 2N and detector N from the isocentre;
 * ``fan-short``: the same fan, 23 views over a short scan (π + the fan angle, Parker-weighted FBP);
 * ``limited-90`` / ``limited-120``: RadonOp, 60 parallel views equally spaced over 0–90° / 0–120°.
 
 Noise: Gaussian, std = the given fraction × each set's clean sinogram peak. TV's λ is chosen per
-geometry and noise level from ``quality.py``'s candidates (0.001 … 3) on 8 validation anatomy
-phantoms (``phantoms("anatomy", 8, 64, seed=5_000_000)``, ``quality.validated_tv_weight``); the test images are held-out anatomy phantoms (seed 10**6 + 7) and the real
-slices of ``real_ct.py`` (a test set only). scoreinv runs ``posterior`` at its defaults (bundled
-CT prior, decomposed sampler, the settings of the solvers' policy for the operator). ``--methods``
+geometry and noise level from ``quality.py``'s candidates (0.001 … 3) × N/64 on ``--validation``
+(8) validation anatomy phantoms (``phantoms("anatomy", 8, N, seed=5_000_000)``,
+``quality.validated_tv_weight``); the test images are held-out anatomy phantoms (seed 10**6 + 7) and the real
+slices of ``real_ct.py`` (a test set only). scoreinv runs ``posterior`` at its defaults (the
+registered CT prior for N², decomposed sampler, the settings of the solvers' policy for the operator). ``--methods``
 runs a subset of the rows. Prints one markdown table: PSNR / SSIM mean ± std per row, seconds per image.
 """
 
@@ -31,7 +33,7 @@ import torch
 from quality import TV_WEIGHTS, validated_tv_weight
 from real_ct import real_slices
 
-from scoreinv.checkpoint import load_model
+from scoreinv.checkpoint import default_prior, load_model
 from scoreinv.classical import sirt, tv_reconstruction
 from scoreinv.datasets import phantoms
 from scoreinv.metrics import psnr, ssim
@@ -63,16 +65,19 @@ def simulate(name: str, truth: torch.Tensor, noise: float) -> tuple[LinearOperat
     return operator, operator.simulate(truth, generator=torch.Generator().manual_seed(7))
 
 
-def tv_weight(name: str, noise: float, size: int, iterations: int) -> float:
-    """TV's λ for a geometry and noise level, chosen on 8 validation anatomy phantoms."""
-    validation = phantoms("anatomy", 8, size, seed=VALIDATION_SEED)
+def tv_weight(name: str, noise: float, size: int, iterations: int, count: int = 8) -> float:
+    """TV's λ for a geometry and noise level, chosen on ``count`` validation anatomy phantoms from
+    :data:`TV_WEIGHTS` × size / 64 (λ is in sinogram units, which grow with the ray length)."""
+    validation = phantoms("anatomy", count, size, seed=VALIDATION_SEED)
     operator, y = simulate(name, validation, noise)
-    return validated_tv_weight(operator, y, validation, TV_WEIGHTS, iterations)
+    return validated_tv_weight(operator, y, validation, [weight * size / 64 for weight in TV_WEIGHTS], iterations)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="ct-anatomy")
+    parser.add_argument("--model", default=None, help="prior name or path (default: the registered one for the size)")
+    parser.add_argument("--size", type=int, default=64, help="image size N (the geometries scale with N)")
+    parser.add_argument("--validation", type=int, default=8, help="validation phantoms for TV's λ")
     parser.add_argument("--geometries", nargs="+", default=list(GEOMETRIES), choices=GEOMETRIES)
     parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.01])
     parser.add_argument("--n", type=int, default=4, help="held-out anatomy phantoms")
@@ -82,26 +87,26 @@ def main() -> None:
     parser.add_argument("--sirt-iterations", type=int, default=300)
     args = parser.parse_args()
 
-    prior = load_model(args.model)
-    size = prior.image_size
+    size = args.size
+    prior = load_model(args.model or default_prior("ct", 1, size))
     sets = {}
     if "phantoms" in args.sets:
         sets["phantoms"] = phantoms("anatomy", args.n, size, seed=TEST_SEED)
     if "real" in args.sets:
         sets["real slices"] = real_slices(size)[0]
-    print(f"# {size}², model {args.model}; {platform.machine()}, {torch.get_num_threads()} torch threads; "
+    print(f"# {size}², model {args.model or default_prior('ct', 1, size)}; {platform.machine()}, {torch.get_num_threads()} torch threads; "
           f"{', '.join(f'{name}: {len(images)}' for name, images in sets.items())} images\n")
     print("| geometry | noise | images | method | PSNR (dB) | SSIM | s / image |")
     print("|---|---|---|---|---|---|---|")
     for name in args.geometries:
         for noise in args.noise:
-            weight = tv_weight(name, noise, size, args.tv_iterations) if "TV" in args.methods else None
+            weight = tv_weight(name, noise, size, args.tv_iterations, args.validation) if "TV" in args.methods else None
             for set_name, truth in sets.items():
                 operator, y = simulate(name, truth, noise)
                 methods = {
                     "FBP": ("FBP", lambda: operator.pinv(y)),
                     "SIRT": (f"SIRT-{args.sirt_iterations}", lambda: sirt(operator, y, args.sirt_iterations)),
-                    "TV": (f"TV (λ = {weight}, validated)",
+                    "TV": (f"TV (λ = {weight:.3g}, validated)" if weight is not None else "TV",
                            lambda: tv_reconstruction(operator, y, weight, args.tv_iterations)),
                     "scoreinv": ("scoreinv (defaults)",
                                  lambda: torch.as_tensor(posterior(y, operator, prior, progress=False).mean)),
