@@ -23,15 +23,7 @@ from scoreinv.solvers.methods import (Consistency, ConsistencySettings, Guidance
                                       ReplacementSettings)
 from scoreinv.solvers.registry import Method, MethodSettings, PCSettings
 
-MASK = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
-
-
-def mask_problem(noise_std=0.0):
-    operator = MaskOp(MASK, noise_std=noise_std)
-    y = MASK * torch.linspace(-1.0, 1.0, 9).reshape(1, 1, 3, 3).repeat(2, 1, 1, 1)
-    y[1] *= 2.0
-    return operator, y
-
+from test_decomposed_steps import MASK, mask_problem  # the 3×3 mask problem, on which one CG step is exact
 
 STATE = torch.linspace(0.4, -0.3, 18).reshape(2, 1, 3, 3)
 
