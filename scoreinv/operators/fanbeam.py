@@ -34,7 +34,7 @@ from pydantic import Field
 from .base import LinearOperator, Shape, bind_sinograms, validate
 from .fbp import _filter_sinogram, normalise_filter
 from .noise import NoiseModel, make_noise, noise_from_config
-from .registry import OperatorSpec, register_family
+from .registry import SinogramSpec, register_family
 from .system_matrix import Geometry, SystemMatrix, apply_matrix, as_angles, system_matrix, unmeasured_arc
 
 #: Our projector names and ASTRA's fan-beam CPU projectors.
@@ -389,16 +389,11 @@ class FanBeamOp(LinearOperator):
                 f"detector_spacing={self.detector_spacing:g}, projector={self.projector!r}, noise={self.noise!r})")
 
 
-class FanBeamSpec(OperatorSpec):
+class FanBeamSpec(SinogramSpec):
     """``--operator fanbeam``: a :class:`FanBeamOp` on (1, N, N) images."""
 
-    views: int = Field(23, ge=1, description="measured views")
-    arc: float | None = Field(None, gt=0, description="angular range of the views in radians, equally spaced "
-                              "from 0 (unset: the family's full scan; radon: [0, π))")
     source_distance: float = Field(gt=0, description="source to isocentre, pixel units (required)")
     detector_distance: float = Field(ge=0, description="isocentre to the flat detector, pixel units (required)")
-    detectors: int | None = Field(None, ge=1, description="detector cells (unset: enough to see the whole image)")
-    detector_spacing: float | None = Field(None, gt=0, description="detector cell width, pixel units")
 
     def build(self, image_size: int, channels: int) -> FanBeamOp:
         if channels != 1:
@@ -407,8 +402,7 @@ class FanBeamSpec(OperatorSpec):
                       detectors=self.detectors, detector_spacing=self.detector_spacing, noise_std=self.noise_std)
         if self.arc is None:
             return FanBeamOp(self.views, image_size, **common)
-        return FanBeamOp(angles=np.linspace(0.0, self.arc, self.views, endpoint=False), image_size=image_size,
-                         **common)
+        return FanBeamOp(angles=self.arc_angles(), image_size=image_size, **common)
 
 
 register_family("fanbeam", FanBeamOp, FanBeamSpec)

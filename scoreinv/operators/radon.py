@@ -24,7 +24,7 @@ from pydantic import Field
 from .base import LinearOperator, Shape, SubsampledTransformOp, bind_sinograms, validate
 from .fbp import filtered_back_projection, normalise_filter
 from .noise import NoiseModel, make_noise, noise_from_config
-from .registry import OperatorSpec, register_family
+from .registry import SinogramSpec, register_family
 from .system_matrix import (Geometry, SystemMatrix, apply_matrix, as_angles, check_projector, system_matrix,
                             unmeasured_arc)
 
@@ -412,15 +412,8 @@ class RadonOp(SubsampledTransformOp):
                 f"projector={self.projector!r}, noise={self.noise!r}{filter_part})")
 
 
-class RadonSpec(OperatorSpec):
+class RadonSpec(SinogramSpec):
     """``--operator radon``: a :class:`RadonOp` on (1, N, N) images."""
-
-    views: int = Field(23, ge=1, description="measured views")
-    arc: float | None = Field(None, gt=0, description="angular range of the views in radians, equally spaced "
-                              "from 0 (unset: the family's full scan; radon: [0, π))")
-    detectors: int | None = Field(None, ge=1, description="detector cells (unset: enough to see the whole image)")
-    detector_spacing: float | None = Field(None, gt=0, description="detector cell width, pixel units "
-                                           "(unset: the family's; radon: 1)")
 
     def build(self, image_size: int, channels: int) -> RadonOp:
         if channels != 1:
@@ -429,8 +422,7 @@ class RadonSpec(OperatorSpec):
         if self.arc is None:
             return RadonOp(self.views, image_size, detectors=self.detectors, detector_spacing=spacing,
                            noise_std=self.noise_std)
-        angles = np.linspace(0.0, self.arc, self.views, endpoint=False)
-        return RadonOp(angles=angles, image_size=image_size, detectors=self.detectors, detector_spacing=spacing,
+        return RadonOp(angles=self.arc_angles(), image_size=image_size, detectors=self.detectors, detector_spacing=spacing,
                        noise_std=self.noise_std)
 
 

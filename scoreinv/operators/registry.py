@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from scoreinv.registries import register
@@ -63,6 +64,22 @@ class OperatorSpec(BaseModel):
     def build(self, image_size: int, channels: int) -> LinearOperator:
         """The operator for (channels, image_size, image_size) images; ValueError if they do not fit it."""
         raise NotImplementedError
+
+
+class SinogramSpec(OperatorSpec):
+    """The options every CT family shares (one definition, so the flags they generate agree):
+    the views, an arc they span, and the detector row."""
+
+    views: int = Field(23, ge=1, description="measured views")
+    arc: float | None = Field(None, gt=0, description="angular range of the views in radians, equally spaced "
+                              "from 0 (unset: the family's full scan; radon: [0, π))")
+    detectors: int | None = Field(None, ge=1, description="detector cells (unset: enough to see the whole image)")
+    detector_spacing: float | None = Field(None, gt=0, description="detector cell width, pixel units "
+                                           "(unset: the family's; radon: 1)")
+
+    def arc_angles(self) -> np.ndarray | None:
+        """The ``views`` angles equally spaced over [0, arc) in radians; None without an arc."""
+        return None if self.arc is None else np.linspace(0.0, self.arc, self.views, endpoint=False)
 
 
 @dataclass(frozen=True)
