@@ -16,13 +16,19 @@ geometry and noise level from ``quality.py``'s candidates (0.001 … 3) × N/64 
 (8) validation anatomy phantoms (``phantoms("anatomy", 8, N, seed=5_000_000)``,
 ``quality.validated_tv_weight``); the test images are held-out anatomy phantoms (seed 10**6 + 7) and the real
 slices of ``real_ct.py`` (a test set only). scoreinv runs ``posterior`` at its defaults (the
-registered CT prior for N², decomposed sampler, the settings of the solvers' policy for the operator). ``--methods``
-runs a subset of the rows. Prints one markdown table: PSNR / SSIM mean ± std per row, seconds per image.
+registered CT prior for N², decomposed sampler, the settings of the solvers' policy for the operator), plus one
+row per ``--options`` JSON dict. ``--methods`` runs a subset of the rows. ``--sets validation`` runs them on
+the validation phantoms, where settings are chosen (never on the test sets):
+
+    python benchmarks/geometry.py --size 256 --geometries limited-120 --noise 0 --sets validation --validation 2 \
+        --methods TV scoreinv --options '{"start_noise_level": 0.3, "start_estimate": "coarse"}'
+ Prints one markdown table: PSNR / SSIM mean ± std per row, seconds per image.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import platform
 import time
@@ -81,7 +87,10 @@ def main() -> None:
     parser.add_argument("--geometries", nargs="+", default=list(GEOMETRIES), choices=GEOMETRIES)
     parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.01])
     parser.add_argument("--n", type=int, default=4, help="held-out anatomy phantoms")
-    parser.add_argument("--sets", nargs="+", default=["phantoms", "real"])
+    parser.add_argument("--sets", nargs="+", default=["phantoms", "real"], choices=("phantoms", "real", "validation"),
+                        help="the test sets, or the validation phantoms (TV's) to choose settings on")
+    parser.add_argument("--options", type=json.loads, nargs="*", default=[],
+                        help="JSON dicts of posterior() options, one scoreinv row each beside the defaults")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, help="which rows to run")
     parser.add_argument("--tv-iterations", type=int, default=300)
     parser.add_argument("--sirt-iterations", type=int, default=300)
@@ -94,6 +103,8 @@ def main() -> None:
         sets["phantoms"] = phantoms("anatomy", args.n, size, seed=TEST_SEED)
     if "real" in args.sets:
         sets["real slices"] = real_slices(size)[0]
+    if "validation" in args.sets:
+        sets["validation"] = phantoms("anatomy", args.validation, size, seed=VALIDATION_SEED)
     print(f"# {size}², model {args.model or default_prior('ct', 1, size)}; {platform.machine()}, {torch.get_num_threads()} torch threads; "
           f"{', '.join(f'{name}: {len(images)}' for name, images in sets.items())} images\n")
     print("| geometry | noise | images | method | PSNR (dB) | SSIM | s / image |")
@@ -111,7 +122,12 @@ def main() -> None:
                     "scoreinv": ("scoreinv (defaults)",
                                  lambda: torch.as_tensor(posterior(y, operator, prior, progress=False).mean)),
                 }
-                for label, method in (methods[key] for key in args.methods):
+                rows = [methods[key] for key in args.methods]
+                rows += [(f"scoreinv {json.dumps(options)}",
+                          lambda options=options: torch.as_tensor(
+                              posterior(y, operator, prior, progress=False, **options).mean))
+                         for options in args.options]
+                for label, method in rows:
                     started = time.perf_counter()
                     estimate = method().detach().cpu().float().clamp(0, 1)
                     seconds = (time.perf_counter() - started) / len(truth)

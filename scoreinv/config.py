@@ -265,6 +265,14 @@ class ReconstructionSettings(StrictModel):
         "a noised data-consistent estimate instead of at T from the prior (None: at T)")
     start_iterations: int | None = Field(
         None, ge=0, description="decomposed: CG iterations of the estimate a start_noise_level start noises")
+    start_estimate: Literal["data", "coarse"] | None = Field(
+        None, description="decomposed: the estimate a start_noise_level start noises: 'data' (CG on A x = y from 0) "
+        "or 'coarse' (a whole-image reconstruction at coarse_size², upsampled, then the same CG)")
+    coarse_size: int | None = Field(
+        None, ge=8, description="decomposed: image size of a 'coarse' start estimate's reconstruction")
+    coarse_noise: float | None = Field(
+        None, ge=0, description="decomposed: noise std a 'coarse' start assumes on the binned sinogram, as a fraction "
+        "of its peak (the binning's mismatch)")
     time_grid: Literal["uniform", "log-sigma", "karras"] | None = Field(
         None, description="spacing of the sampler's time points (None: uniform)")
     predictor: str | None = Field(None, description="predictor of the PC loop (decomposed: ddim)")

@@ -347,9 +347,15 @@ def posterior(
         score, guidance = guided_prior(model, classifier, label, classifier_scale, device)
 
     start = time.perf_counter()
+    start_image, coarse = None, {}
+    if resolved.start_estimate == "coarse":
+        from scoreinv.multiscale import coarse_start_image
+
+        images, coarse_prior = coarse_start_image(batch, operator, resolved, item_seeds=item_seeds, device=device)
+        start_image, coarse = images.repeat_interleave(num_samples, dim=0), {"coarse_prior": coarse_prior}
     try:
         result = conditional_sample(score, model.sde, operator, repeated, resolved, generator=generator,
-                                    progress=progress)
+                                    progress=progress, start_image=start_image)
     except ValueError as error:
         # The inputs were checked above: NaN or inf inside the sampler means it diverged, which a
         # measurement far outside what the operator produces from the prior's images does (found
@@ -372,7 +378,8 @@ def posterior(
         return value.to(tensor.device)
 
     return Posterior(mean=convert(mean), std=convert(std), samples=convert(samples), nfe=result.nfe,
-                     seconds=time.perf_counter() - start, settings={**resolved.model_dump(), **guidance})
+                     seconds=time.perf_counter() - start,
+                     settings={**resolved.model_dump(), **guidance, **coarse})
 
 
 def reconstruct(y: Any, operator: LinearOperator, model: Any = None, **options: Any) -> Any:

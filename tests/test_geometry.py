@@ -69,7 +69,7 @@ def test_view_weights():
 
 def test_methods_needing_the_full_view_transform_refuse_a_limited_arc():
     op = RadonOp(angles=ARC_90, image_size=16)
-    assert op.capabilities == frozenset({"line-integrals"}) and op.full_views is None
+    assert op.capabilities == frozenset({"line-integrals", "coarse-view"}) and op.full_views is None
     for method in ("consistency", "replacement"):
         with pytest.raises(ValueError, match=rf"'{method}' does not suit RadonOp.*do not fill \[0, π\) evenly"):
             resolve_settings(op, method=method, steps=200)

@@ -9,7 +9,7 @@ from scoreinv.solvers.policy import Problem, SettingsRule, _exact
 
 def test_problem_of_reads_the_operator_and_defaults_for_a_plain_object():
     problem = Problem.of(RadonOp(8, image_size=16, noise_std=0.25))
-    assert problem.capabilities == frozenset({"full-transform", "line-integrals"})
+    assert problem.capabilities == frozenset({"full-transform", "line-integrals", "coarse-view"})
     assert problem.modality == "ct" and problem.noise_std == 0.25 and problem.image_shape == (1, 16, 16)
     plain = Problem.of(object())
     assert plain == Problem(frozenset(), None, 0.0, None) and type(plain.noise_std) is float

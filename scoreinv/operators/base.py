@@ -438,6 +438,81 @@ def bind_sinograms(op: LinearOperator, image_shape: Shape | None, measurement_sh
     return op._bound_copy(size, image_size=size)
 
 
+def coarse_sinogram(y: torch.Tensor, ratio: float, coarse_detectors: int) -> torch.Tensor:
+    """The sinogram of the same scan seen by cells ``ratio`` times wider, for images ``ratio`` times coarser.
+
+    The fine sinogram's D cells have width τ and are centred on the axis; the coarse one's d
+    cells have width ratio·τ, also centred. Each coarse value is the mean of the fine detector
+    profile (piecewise constant over its cells, 0 beyond them) over the coarse cell, divided by
+    ``ratio``: a line integral is in units of the image pixel, and a coarse pixel is ``ratio``
+    fine ones wide. For an image that is constant on each coarse pixel this is the coarse
+    geometry's sinogram up to the projector's discretisation.
+
+    Parameters
+    ----------
+    y:
+        Fine sinograms (..., D).
+    ratio:
+        N / n ≥ 1, the fine image size over the coarse one.
+    coarse_detectors:
+        d, the coarse cell count (ceil(D / ratio) covers the fine detector).
+
+    Returns
+    -------
+    torch.Tensor
+        (..., d), same dtype and device as ``y``.
+    """
+    if not ratio >= 1.0:
+        raise ValueError(f"a coarse sinogram needs ratio >= 1, got {ratio}")
+    count = y.shape[-1]
+    work = y.to(torch.float64)
+    # F(u) = integral of the detector profile from the first cell's left edge to u, in cell widths
+    integral = torch.cat([work.new_zeros(*work.shape[:-1], 1), torch.cumsum(work, dim=-1)], dim=-1)
+    centres = (torch.arange(coarse_detectors, dtype=torch.float64, device=y.device)
+               - (coarse_detectors - 1) / 2) * ratio + count / 2
+
+    def integral_at(u: torch.Tensor) -> torch.Tensor:
+        u = u.clamp(0.0, float(count))
+        cell = u.floor().long().clamp(max=count - 1)
+        fraction = u - cell
+        return integral[..., cell] + fraction * (integral[..., cell + 1] - integral[..., cell])
+
+    mean = (integral_at(centres + ratio / 2) - integral_at(centres - ratio / 2)) / ratio
+    return (mean / ratio).to(y.dtype)
+
+
+class CoarseViews:
+    """The coarse view of a CT scan: the same rays for images n² instead of N² (a mixin of the CT families).
+
+    A family lists ``"coarse-view"`` in its capabilities and gives :meth:`_coarse_options`, the
+    constructor options that scale its lengths by n / N (image size, distances, detector count);
+    the detector spacing keeps its value, since it is in units of the (now wider) pixel.
+    """
+
+    def _coarse_options(self, ratio: float) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def coarsened(self, image_size: int, noise_std: float = 0.0) -> LinearOperator:
+        """The operator of the same scan for ``image_size``² images (a bound operator of this family)."""
+        ratio = self._coarse_ratio(image_size)
+        return self.with_options(image_size=int(image_size), noise=None, noise_std=float(noise_std),
+                                 **self._coarse_options(ratio))
+
+    def coarse_measurement(self, y: torch.Tensor, coarse: LinearOperator) -> torch.Tensor:
+        """This operator's sinograms (B, 1, V, D) as ``coarse`` (from :meth:`coarsened`) would measure
+        them: :func:`coarse_sinogram` on each view, (B, 1, V, d)."""
+        y = validate(y, self.out_shape, f"{self.name}.coarse_measurement")
+        return coarse_sinogram(y, self._coarse_ratio(coarse.in_shape[-1]), coarse.out_shape[-1])
+
+    def _coarse_ratio(self, image_size: int) -> float:
+        if not self.is_sized:
+            raise self._unsized_error("coarse view")
+        size = self.in_shape[-1]
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or not 1 <= image_size <= size:
+            raise ValueError(f"{self.name}: a coarse view needs an image size from 1 to {size}, got {image_size!r}")
+        return size / image_size
+
+
 def _noise_config(noise) -> dict | None:
     return None if noise is None else noise.config()
 

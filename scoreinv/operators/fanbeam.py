@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from .base import LinearOperator, Shape, bind_sinograms, validate
+from .base import CoarseViews, LinearOperator, Shape, bind_sinograms, validate
 from .fbp import _filter_sinogram, normalise_filter
 from .noise import NoiseModel, make_noise, noise_from_config
 from .registry import SinogramSpec, register_family
@@ -71,7 +71,7 @@ def fan_detectors(image_size: int, source_distance: float, detector_distance: fl
     return math.ceil(2 * half_width / virtual_pitch - 1e-9)
 
 
-class FanBeamOp(LinearOperator):
+class FanBeamOp(CoarseViews, LinearOperator):
     """Fan-beam CT with a flat detector, full or short scan.
 
     Parameters
@@ -160,11 +160,15 @@ class FanBeamOp(LinearOperator):
     # --- geometry ---------------------------------------------------------------------------------
     @property
     def capabilities(self) -> frozenset[str]:
-        return frozenset({"line-integrals"})
+        return frozenset({"line-integrals", "coarse-view"})
 
     @property
     def capability_note(self) -> str:
         return "a fan-beam operator has no full-view transform T; method='decomposed' or 'guidance' need only A and Aᵀ"
+
+    def _coarse_options(self, ratio: float) -> dict[str, Any]:
+        return {"source_distance": self.source_distance / ratio, "detector_distance": self.detector_distance / ratio,
+                "detectors": math.ceil(self.n_detectors / ratio - 1e-9), "detector_spacing": self.detector_spacing}
 
     def _default_detectors(self, image_size: int) -> int:
         return fan_detectors(image_size, self.source_distance, self.detector_distance, self.detector_spacing)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from .base import LinearOperator, Shape, SubsampledTransformOp, bind_sinograms, validate
+from .base import CoarseViews, LinearOperator, Shape, SubsampledTransformOp, bind_sinograms, validate
 from .fbp import filtered_back_projection, normalise_filter
 from .noise import NoiseModel, make_noise, noise_from_config
 from .registry import SinogramSpec, register_family
@@ -74,7 +74,7 @@ def _even_views(angles: tuple[float, ...]) -> bool:
     return bool(np.allclose(np.asarray(angles), np.arange(count) * (math.pi / count), rtol=0, atol=1e-6))
 
 
-class RadonOp(SubsampledTransformOp):
+class RadonOp(CoarseViews, SubsampledTransformOp):
     """Parallel-beam CT: A = Λ T, T the ``full_views`` Radon transform, Λ the ``n_views``
     measured views; or, for any other array of angles (a limited arc), A alone.
 
@@ -198,8 +198,8 @@ class RadonOp(SubsampledTransformOp):
     @property
     def capabilities(self) -> frozenset[str]:
         if self._irregular is not None:
-            return frozenset({"line-integrals"})
-        return frozenset({"full-transform", "line-integrals"})
+            return frozenset({"line-integrals", "coarse-view"})
+        return frozenset({"full-transform", "line-integrals", "coarse-view"})
 
     @property
     def unmeasured_arc(self) -> float:
@@ -225,6 +225,9 @@ class RadonOp(SubsampledTransformOp):
         if not self.is_sized:
             raise self._unsized_error("projection geometry")
         return self._measured_geometry
+
+    def _coarse_options(self, ratio: float) -> dict[str, Any]:
+        return {"detectors": None, "n_detectors": math.ceil(self.n_detectors / ratio - 1e-9)}
 
     def _no_full_transform(self) -> ValueError:
         return ValueError(f"RadonOp: {self.capability_note}")

@@ -32,6 +32,7 @@ def conditional_sample(
     generator: Any = None,
     eps: float | None = None,
     progress: bool = True,
+    start_image: torch.Tensor | None = None,
 ) -> SampleResult:
     """Draw one posterior sample per measurement: x ~ p(x | y) approximately.
 
@@ -50,6 +51,8 @@ def conditional_sample(
         A ``torch.Generator`` or per-item generators (:class:`scoreinv.seeding.ItemGenerators`).
     eps:
         Last time point (default :func:`scoreinv.sampling.pc.default_eps`).
+    start_image:
+        (B, *operator.in_shape), the estimate of a ``start_estimate='coarse'`` start (decomposed only).
 
     Returns
     -------
@@ -57,7 +60,9 @@ def conditional_sample(
         Samples of shape (B, *operator.in_shape), score evaluations per trajectory, wall time.
     """
     method = get_method(settings.method)
-    return method.sample(score_fn, sde, operator, y, settings, generator=generator, eps=eps, progress=progress)
+    extra = {} if start_image is None else {"start_image": start_image}
+    return method.sample(score_fn, sde, operator, y, settings, generator=generator, eps=eps, progress=progress,
+                         **extra)
 
 
 __all__ = ["conditional_sample", "MeasurementConsistency", "DecomposedConsistency", "GuidedScore", "METHODS", "Method",

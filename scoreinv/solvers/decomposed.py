@@ -76,20 +76,38 @@ class DecomposedSettings(MethodSettings):
     start_noise_level: float | None = Field(None, gt=0, description="σ_s of a part-way start (None: from T)")
     start_iterations: int | None = Field(None, ge=0, description="CG iterations of the estimate a part-way start "
                                         "noises (30 when start_noise_level is set; read only then)")
+    start_estimate: Literal["data", "coarse"] | None = Field(
+        None, description="what a part-way start noises: 'data' (CG from 0) or 'coarse' (a coarse whole-image "
+        "reconstruction, upsampled, then the same CG); 'data' when start_noise_level is set, read only then")
+    coarse_size: int | None = Field(None, ge=8, description="n of the coarse n² reconstruction (64 with 'coarse')")
+    coarse_noise: float | None = Field(None, ge=0, description="noise the coarse reconstruction assumes, as a "
+                                       "fraction of the binned sinogram's peak (0.01 with 'coarse')")
     time_grid: Literal["uniform", "log-sigma", "karras"] = "log-sigma"
 
     @model_validator(mode="before")
     @classmethod
-    def _start_iterations_only_with_a_start(cls, data: Any) -> Any:
-        # the stored settings say exactly what ran: no start iterations without a part-way start
+    def _start_settings_only_with_a_start(cls, data: Any) -> Any:
+        # the stored settings say exactly what ran: no start settings without a part-way start,
+        # no coarse settings without a coarse start
         if not isinstance(data, dict):
             return data
+        data = dict(data)
         if data.get("start_noise_level") is None:
-            if data.get("start_iterations") is not None:
-                raise ValueError("start_iterations is read only with start_noise_level (a part-way start)")
-            return data
-        if data.get("start_iterations") is None:
-            return {**data, "start_iterations": 30}
+            for key in ("start_iterations", "start_estimate"):
+                if data.get(key) is not None:
+                    raise ValueError(f"{key} is read only with start_noise_level (a part-way start)")
+        else:
+            data.setdefault("start_iterations", None)
+            data.setdefault("start_estimate", None)
+            data["start_iterations"] = 30 if data["start_iterations"] is None else data["start_iterations"]
+            data["start_estimate"] = "data" if data["start_estimate"] is None else data["start_estimate"]
+        if data.get("start_estimate") != "coarse":
+            for key in ("coarse_size", "coarse_noise"):
+                if data.get(key) is not None:
+                    raise ValueError(f"{key} is read only with start_estimate='coarse'")
+        else:
+            data["coarse_size"] = 64 if data.get("coarse_size") is None else data["coarse_size"]
+            data["coarse_noise"] = 0.01 if data.get("coarse_noise") is None else data["coarse_noise"]
         return data
 
     @model_validator(mode="after")
@@ -191,16 +209,23 @@ class Decomposed(Method):
 
     def sample(self, score_fn: ScoreFn, sde: SDE, operator: Any, y: torch.Tensor,
                settings: Any, *, generator: Any = None, eps: float | None = None,
-               progress: bool = True) -> SampleResult:
+               progress: bool = True, start_image: torch.Tensor | None = None) -> SampleResult:
         """One posterior sample per measurement: :func:`pc_sample` with the ``ddim`` predictor,
-        no corrector, the consistency of :meth:`build` in its ``denoised`` and ``finish`` hooks."""
+        no corrector, the consistency of :meth:`build` in its ``denoised`` and ``finish`` hooks.
+        ``start_image`` (B, *operator.in_shape): the estimate a ``start_estimate='coarse'`` start
+        begins its CG from (required then, refused otherwise)."""
         settings = self.typed(settings)
+        coarse = settings.start_noise_level is not None and settings.start_estimate == "coarse"
+        if coarse and start_image is None:
+            raise ValueError("start_estimate='coarse' needs the coarse start image (scoreinv.posterior makes it)")
+        if not coarse and start_image is not None:
+            raise ValueError("a start image is read only with start_estimate='coarse'")
         sampler_score, conditioning = self.build(score_fn, sde, operator, y, settings)
         noise_rule = {"zeta": settings.zeta} if settings.zeta is not None else {"eta": settings.eta}
         if eps is not None:
             conditioning.final_time = float(eps)
         shape = (y.shape[0], *operator.in_shape)
-        start_time, x_init = self.start(sde, conditioning, shape, settings, generator, y)
+        start_time, x_init = self.start(sde, conditioning, shape, settings, generator, y, start_image)
         return pc_sample(
             sampler_score, sde, shape, steps=settings.steps, predictor="ddim",
             corrector="none", predictor_options=noise_rule, time_grid=settings.time_grid,
@@ -210,12 +235,12 @@ class Decomposed(Method):
 
     @staticmethod
     def start(sde: SDE, conditioning: DecomposedConsistency, shape: tuple[int, ...],
-              settings: ReconstructionSettings, generator: Any,
-              y: torch.Tensor) -> tuple[float | None, torch.Tensor | None]:
+              settings: ReconstructionSettings, generator: Any, y: torch.Tensor,
+              start_image: torch.Tensor | None = None) -> tuple[float | None, torch.Tensor | None]:
         """The first time point and state of a part-way start, or (None, None) to start at T.
 
-        x_{t_s} = a_{t_s} (x̃ + σ_s z), x̃ = ``start_iterations`` CG iterations on A x = y from 0
-        (damped at σ_s), z ~ N(0, I) from ``generator``."""
+        x_{t_s} = a_{t_s} (x̃ + σ_s z), x̃ = ``start_iterations`` CG iterations on A x = y (damped
+        at σ_s) from 0, or from ``start_image`` (a coarse start), z ~ N(0, I) from ``generator``."""
         sigma_start = settings.start_noise_level
         if sigma_start is None:
             return None, None
@@ -223,8 +248,10 @@ class Decomposed(Method):
         if sigma_start >= top:
             return None, None
         start_time = float(sde.time_at_noise_level(torch.tensor([sigma_start], dtype=torch.float64)))
-        zeros = y.new_zeros(shape)
-        estimate = conditioning.consistent(zeros, start_time, settings.start_iterations or 0)
+        base = y.new_zeros(shape) if start_image is None else start_image.to(device=y.device, dtype=y.dtype)
+        if base.shape != torch.Size(shape):
+            raise ValueError(f"the start image has shape {tuple(base.shape)}, the samples {tuple(shape)}")
+        estimate = conditioning.consistent(base, start_time, settings.start_iterations or 0)
         z = randn(shape, generator, y.device, y.dtype).to(y.device)
         mean = float(sde.mean_coefficient(torch.tensor([start_time], dtype=torch.float64)))
         return start_time, mean * (estimate + sigma_start * z)
