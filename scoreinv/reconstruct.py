@@ -13,12 +13,16 @@ chooses (measured values in docs/reconstruct.md; a test checks this table agains
 | RadonOp, noise_std > 0 | decomposed | 50 × 2 | zeta = 0.9, damping_weight = 0.5 |
 | RadonOp over a limited arc (> 30° of directions unmeasured), noise-free | decomposed | 50 × 2 | zeta = 0.85, projection_iterations = 300, projection_noise_level = 0.3 |
 | RadonOp over a limited arc (> 30° of directions unmeasured), noise_std > 0 | decomposed | 50 × 2 | zeta = 0.9, damping_weight = 0.5, cg_iterations = 15 |
+| RadonOp at 256², noise-free | decomposed | 30 × 2 | zeta = 0.85, projection_iterations = 300, start_noise_level = 1.0 |
+| RadonOp at 256², noise_std > 0 | decomposed | 30 × 2 | zeta = 0.9, damping_weight = 0.5, start_noise_level = 2.0 |
+| RadonOp over a limited arc at 256², noise-free | decomposed | 30 × 2 | zeta = 0.85, projection_iterations = 300, start_noise_level = 0.3, start_estimate = coarse |
 | MaskOp / GrayscaleOp, noise-free | decomposed | 100 × 1 | zeta = 0.7 |
 | MaskOp / GrayscaleOp, noise_std > 0 | replacement | 1000 × 1 | snr = 0.16 |
 | any other operator | guidance | 1000 × 1 | snr = 0.16, guidance_scale = 1.0 |
 
-The RadonOp rows are those of every CT operator (``FanBeamOp`` too) at 64²; larger CT images have
-rules of their own. The decomposed sampler runs the ``ddim`` predictor with no corrector, K = 7 CG iterations per step
+The RadonOp rows are those of every CT operator (``FanBeamOp`` too); the 64² rows hold up to 64², the
+256² rows from 65² up (the patch prior's sizes; a coarse start reconstructs at 64² with the whole-image
+prior first, :mod:`scoreinv.multiscale`). The decomposed sampler runs the ``ddim`` predictor with no corrector, K = 7 CG iterations per step
 and w = 3 unless set; a method chosen by the user takes the policy's settings for it (for
 example ``method="consistency"`` on a noisy RadonOp: 200 steps, FBP windows shepp-logan and hann,
 κ = 0.25).
