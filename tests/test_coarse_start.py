@@ -161,3 +161,17 @@ def test_posterior_starts_a_limited_arc_from_the_bundled_coarse_prior():
     # the whole-image prior fills the missing 60° wedge that a CG start leaves empty
     gain = psnr(coarse.mean.clamp(0, 1), truth).mean() - psnr(data.mean.clamp(0, 1), truth).mean()
     assert gain > 1.0, gain
+
+
+def test_a_coarse_start_names_what_it_cannot_do():
+    from scoreinv.config import ReconstructionSettings
+    from scoreinv.multiscale import coarse_start_image
+    from scoreinv.operators import MaskOp
+
+    settings = ReconstructionSettings(method="decomposed", steps=10, start_noise_level=0.3, start_estimate="coarse",
+                                      coarse_size=64, coarse_noise=0.01)
+    with pytest.raises(ValueError, match="needs an operator with a coarse view"):
+        coarse_start_image(torch.zeros(1, 1, 8, 8), MaskOp(image_size=8, fraction=0.5), settings)
+    operator = RadonOp(6, 64)
+    with pytest.raises(ValueError, match=r"coarse_size \(64\) must be smaller than the image \(64×64\)"):
+        coarse_start_image(torch.zeros(1, *operator.out_shape), operator, settings)
