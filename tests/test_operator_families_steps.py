@@ -62,7 +62,7 @@ def test_mask_array_refusals():
     with raises_exactly("MaskOp: mask values must be 0 (missing) or 1 (known)"):
         MaskOp(np.full((2, 2), 2.0))
     with raises_exactly("MaskOp: mask has 2 channels, expected 1 or 3"):
-        MaskOp(np.ones((2, 2, 2)), channels=3)
+        MaskOp(np.ones((2, 3, 3)), channels=3)
     with raises_exactly("MaskOp: mask is 2×3 but image_size is (3, 2)"):
         MaskOp(np.ones((2, 3)), image_size=(3, 2))
     with raises_exactly("MaskOp: image_size is required with boxes= or fraction="):
@@ -76,7 +76,15 @@ def test_mask_takes_integer_float_and_bool_arrays(dtype):
     assert op.mask.tolist() == [[[1.0, 0.0], [0.0, 1.0]]] and op.known_fraction == 0.5
 
 
-def test_mask_takes_a_tensor_that_requires_grad_and_a_one_channel_mask_for_every_channel():
+class _ArrayLike:
+    """An object numpy reads through ``__array__`` (an image class, say), which torch cannot read directly."""
+
+    def __array__(self, dtype=None, copy=None):
+        return np.array([[1, 0], [1, 1]])
+
+
+def test_mask_takes_a_tensor_that_requires_grad_an_array_like_and_a_one_channel_mask_for_every_channel():
+    assert MaskOp(_ArrayLike()).mask.tolist() == [[[1.0, 0.0], [1.0, 1.0]]]
     op = MaskOp(torch.tensor([[1.0, 0.0]], requires_grad=True))
     assert op.mask.tolist() == [[[1.0, 0.0]]]
     shared = MaskOp(np.array([[[1, 0], [1, 1]]]), channels=3)
@@ -175,6 +183,8 @@ def test_mask_configuration_values_and_refusals():
         MaskOp.from_config(bare)
     with raises_exactly("the mask given does not match the MaskOp configuration (mask_sha256 differs)"):
         MaskOp.from_config({**bare, "mask": np.ones((2, 2))})
+    with raises_exactly("MaskOp: mask is 1×4 but image_size is (2, 2)"):  # the same bits in another shape
+        MaskOp.from_config({**bare, "mask": np.array([[1, 0, 1, 1]])})
 
 
 def test_mask_repr_for_each_pattern():
