@@ -233,6 +233,20 @@ def test_fbp_of_angles_equals_the_operator_pinv_and_refusals():
     full = torch.rand(1, 1, even.full_views, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     assert torch.equal(fbp(full, even, filter="cosine"), even.inverse_transform(full, filter="cosine"))
     assert torch.equal(fbp(y4, even), even.pinv(y4))
+    assert torch.equal(fbp(y4, even, filter="hann"), even.pinv(y4, filter="hann"))
+    assert not torch.equal(fbp(y4, even, filter="hann"), fbp(y4, even))
+    with raises_exactly("fbp expects a sinogram of shape (B, 1, 2, D), got ()"):
+        fbp([1.0, 2.0], [0.0, 1.0], image_size=8)
+    with pytest.raises(ValueError, match=r"^fbp expects shape \(B, 1, 4, 12\), got \(1, 2, 4, 12\)"):
+        fbp(torch.zeros(1, 2, 4, 12), even.measured_angles, image_size=8)
+
+
+def test_fbp_of_angles_uses_the_disk_cache(tmp_path):
+    sm.clear_matrix_cache()
+    y = torch.rand(1, 1, 3, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    fbp(y, [0.0, 0.4, 1.1], image_size=8, cache_dir=tmp_path)
+    geometry = sm.Geometry(8, 12, (0.0, 0.4, 1.1), "linear")
+    assert [p.name for p in tmp_path.iterdir()] == [f"radon_{geometry.key()}.pt"]
 
 
 # --- system matrices ------------------------------------------------------------------------------
@@ -293,7 +307,7 @@ def test_memory_cache_keeps_the_eight_most_recent_geometries():
 
 def test_disk_cache_file_record_and_refusals(tmp_path, monkeypatch):
     sm.clear_matrix_cache()
-    geometry = sm.Geometry(8, 12, (0.0, 0.5), "strip", 1.5)
+    geometry = sm.Geometry(8, 12, (0.1, 0.7), "strip", 1.5)  # angles that float32 cannot hold
     matrix = sm.system_matrix(geometry, tmp_path)
     path = tmp_path / f"radon_{geometry.key()}.pt"
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
@@ -302,7 +316,7 @@ def test_disk_cache_file_record_and_refusals(tmp_path, monkeypatch):
     assert {k: v for k, v in record.items() if k != "angles"} == {
         "format": 1, "image_size": 8, "n_detectors": 12, "projector": "strip", "detector_spacing": 1.5,
         "source_distance": None, "detector_distance": None}
-    assert torch.equal(record["angles"], torch.tensor([0.0, 0.5], dtype=torch.float64))
+    assert record["angles"].dtype == torch.float64 and torch.equal(record["angles"], torch.tensor([0.1, 0.7], dtype=torch.float64))
     assert all(torch.equal(data["matrix"][k], v) for k, v in matrix.tensors().items())
 
     def no_astra(geometry):
@@ -315,15 +329,21 @@ def test_disk_cache_file_record_and_refusals(tmp_path, monkeypatch):
     assert torch.equal(sm.system_matrix(geometry, tmp_path).parts[2], matrix.parts[2])
     # a record of another geometry under this key is not used; a missing file neither
     for change in [dict(format=2), dict(image_size=9), dict(n_detectors=13), dict(projector="linear"),
-                   dict(angles=torch.tensor([0.0, 0.25], dtype=torch.float64)), dict(detector_spacing=1.0),
+                   dict(angles=torch.tensor([0.1, 0.25], dtype=torch.float64)), dict(detector_spacing=1.0),
                    dict(source_distance=3.0), dict(detector_distance=3.0)]:
         torch.save({"geometry": {**record, **change}, "matrix": data["matrix"]}, path)
         assert sm._load_from_disk(geometry.key(), geometry, tmp_path) is None, change
     old = {k: v for k, v in record.items() if k not in ("detector_spacing", "source_distance", "detector_distance")}
-    unit = sm.Geometry(8, 12, (0.0, 0.5), "strip")
+    unit = sm.Geometry(8, 12, (0.1, 0.7), "strip")
     torch.save({"geometry": {**old, "n_detectors": 12}, "matrix": data["matrix"]}, path)
     assert sm._load_from_disk(geometry.key(), unit, tmp_path) is not None  # older records: unit pitch, parallel
     assert sm._load_from_disk("missing", geometry, tmp_path) is None
+    # only tensors and plain values are read (weights_only): a file holding other objects is refused
+    from fractions import Fraction
+
+    torch.save({"geometry": {**record, "format": Fraction(1)}, "matrix": data["matrix"]}, path)
+    with pytest.warns(UserWarning, match="^ignoring unreadable Radon matrix cache"):
+        assert sm._load_from_disk(geometry.key(), geometry, tmp_path) is None
     path.write_bytes(b"not a torch file")
     with pytest.warns(UserWarning, match=f"^ignoring unreadable Radon matrix cache {re.escape(str(path))}: "):
         assert sm._load_from_disk(geometry.key(), geometry, tmp_path) is None
@@ -359,6 +379,7 @@ def test_angles_arcs_and_projector_names():
     assert sm.unmeasured_arc(angles, 0.25) == pytest.approx(math.pi - 1.5)
     assert sm.unmeasured_arc(angles, 1.1) == 0.0                          # covered: max(…, 0)
     assert sm.unmeasured_arc(angles, math.pi / 2) == 0.0 and sm.unmeasured_arc(angles, 2.0) == 0.0
+    assert sm.unmeasured_arc(torch.tensor([0.5]), 1.2) == pytest.approx(math.pi - 2.4)  # one view, a wide fan
     assert sm.unmeasured_arc(torch.tensor([3.0, 0.1])) == pytest.approx(2.9)
     assert sm.unmeasured_arc(torch.tensor([3.0, 1.5])) == pytest.approx(math.pi - 1.5)
     assert sm.unmeasured_arc(torch.arange(4) * math.pi / 4) == pytest.approx(math.pi / 4)
@@ -383,6 +404,8 @@ def test_fan_detectors_and_constructor_refusals():
     half = 20 * radius / math.sqrt(400 - radius**2)
     assert fan_detectors(8, 20.0, 10.0, 1.5) == math.ceil(2 * half / (1.5 * 20 / 30) - 1e-9) == 12
     assert fan_detectors(8, 20.0, 0.0, 1.0) == math.ceil(2 * half) == 12
+    assert fan_detectors(8, 8.0, 0.0, 1.0) == 16  # R ρ / √(R² − ρ²) = 8 for R = 8, ρ = √32
+    assert FanBeamOp(4, source_distance=20, detector_distance=10, detector_spacing=0.5).detector_spacing == 0.5
     with raises_exactly("FanBeamOp: the source (source_distance=5.5) must lie outside the 8×8 image's "
                         "circumscribed circle (radius 5.657 pixels)"):
         fan_detectors(8, 5.5, 1.0, 1.0)
@@ -443,10 +466,10 @@ def _parker(beta, gamma, span):
     """Parker's weight as the docstring writes it (β from the arc's start, overscan δ = (Λ − π)/2)."""
     delta = (span - math.pi) / 2
     if beta < 2 * (delta - gamma):
-        return math.sin(math.pi / 4 * beta / (delta - gamma)) ** 2
+        return math.sin(math.pi / 4 * beta / max(delta - gamma, 1e-12)) ** 2
     if beta <= math.pi - 2 * gamma:
         return 1.0
-    return min(max(math.sin(math.pi / 4 * (math.pi + 2 * delta - beta) / (delta + gamma)) ** 2, 0.0), 1.0)
+    return min(max(math.sin(math.pi / 4 * (math.pi + 2 * delta - beta) / max(delta + gamma, 1e-12)) ** 2, 0.0), 1.0)
 
 
 def test_scan_weights_full_turn_limited_arc_and_short_scan():
@@ -482,7 +505,10 @@ def _fan_fbp_by_hand(op, y, window="ram-lak"):
     u = (np.arange(d) - (d - 1) / 2) * pitch
     rows = y[0, 0].numpy() * radius / np.sqrt(radius**2 + u**2)
     k = np.arange(-(d - 1), d)
-    kernel = np.where(k == 0, 0.25, np.where(k % 2 == 1, -1.0 / (np.pi * k) ** 2, 0.0))
+    odd = k % 2 == 1
+    kernel = np.zeros(k.size)
+    kernel[k == 0] = 0.25
+    kernel[odd] = -1.0 / (np.pi * k[odd]) ** 2
     filtered = np.array([np.convolve(row, kernel)[d - 1:2 * d - 1] for row in rows]) / pitch
     filtered = filtered * op.scan_weights().numpy()
     image = np.zeros((n, n))
@@ -503,16 +529,18 @@ def _fan_fbp_by_hand(op, y, window="ram-lak"):
 
 
 @pytest.mark.parametrize("options", [dict(n_views=5), dict(n_views=70, detector_spacing=1.2),
-                                     dict(angles=FanBeamOp.short_scan(7, 1.2), detector_distance=0.0)],
-                         ids=["full", "chunks", "short"])
+                                     dict(angles=FanBeamOp.short_scan(7, 1.2) + 0.3, detector_distance=0.0),
+                                     dict(n_views=5, detectors=5)],
+                         ids=["full", "chunks", "short", "narrow"])
 def test_fan_fbp_matches_the_documented_algorithm_by_hand(options):
     options = dict(options)
     op = FanBeamOp(options.pop("n_views", None), 6, source_distance=12.0,
                    detector_distance=options.pop("detector_distance", 6.0), **options)
-    y = torch.rand(1, 1, op.n_views, op.n_detectors, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    y = torch.rand(2, 1, op.n_views, op.n_detectors, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
     image = op.pinv(y)
-    assert image.shape == (1, 1, 6, 6) and image.dtype == torch.float64
-    np.testing.assert_allclose(image[0, 0].numpy(), _fan_fbp_by_hand(op, y), rtol=1e-9, atol=1e-12)
+    assert image.shape == (2, 1, 6, 6) and image.dtype == torch.float64
+    for item in range(2):
+        np.testing.assert_allclose(image[item, 0].numpy(), _fan_fbp_by_hand(op, y[item:item + 1]), rtol=1e-9, atol=1e-12)
     single = op.pinv(y.float())
     assert single.dtype == torch.float32 and torch.allclose(single.double(), image, rtol=1e-4, atol=1e-5)
     half = op.pinv(y.half())
@@ -653,3 +681,81 @@ def test_a_small_disk_projects_to_its_line_integrals_and_back(spacing):
     fan = FanBeamOp(60, 16, source_distance=40.0, detector_distance=20.0)
     fan_inside = fan.pinv(fan(image))[0, 0, 6:10, 6:10]
     assert abs(float(fan_inside.mean()) - 1) < 0.05 and float((fan_inside - 1).abs().max()) < 0.15
+
+
+def test_radon_configuration_round_trips_and_defaults():
+    arc = RadonOp(angles=[0.1, 0.5, 1.25], image_size=8, n_detectors=9, detector_spacing=1.5, projector="strip",
+                  fbp_filter="hann", noise_std=0.5)
+    config = arc.config()
+    assert config == {"type": "RadonOp", "n_views": 3, "image_size": 8, "n_detectors": 9, "full_views": None,
+                      "projector": "strip", "fbp_filter": "hann", "noise": {"type": "GaussianNoise", "std": 0.5},
+                      "angles": [0.1, 0.5, 1.25], "detector_spacing": 1.5}
+    rebuilt = RadonOp.from_config(config)
+    assert rebuilt.config() == config and rebuilt.with_options(image_size=10).n_detectors == 9
+    plain = RadonOp(4, 8, full_views=8)
+    assert plain.config() == {"type": "RadonOp", "n_views": 4, "image_size": 8, "n_detectors": 12, "full_views": 8,
+                              "projector": "linear", "fbp_filter": "ram-lak", "noise": None}
+    copy = RadonOp.from_config(plain.config())
+    assert copy.config() == plain.config()
+    resized = copy.with_options(image_size=10)       # the default count and views follow N
+    assert resized.n_detectors == default_detectors(10) and resized.full_views == 8
+    pitched = RadonOp.from_config(RadonOp(4, 8, detector_spacing=2.0).config())
+    assert pitched.detector_spacing == 2.0 and pitched.with_options(image_size=10).n_detectors == default_detectors(10, 2.0)
+    default_views = RadonOp.from_config(RadonOp(4, 8).config())
+    assert default_views.with_options(n_views=6).full_views == default_full_views(6)
+    minimal = {"n_views": 4, "image_size": 8}
+    op = RadonOp.from_config(minimal)
+    assert (op.projector, op.fbp_filter, op.n_detectors, op.full_views, op.noise) == ("linear", "ram-lak", 12, 180, None)
+    with raises_exactly("RadonOp configuration: 2 angles for n_views=3"):
+        RadonOp.from_config({**config, "angles": [0.1, 0.5]})
+
+
+def test_fan_refusals_options_and_binding_with_given_detectors(tmp_path):
+    with raises_exactly("FanBeamOp: noise_std must be a finite number >= 0, got -1.0"):
+        _fan(noise_std=-1)
+    unsized = FanBeamOp(4, source_distance=20, detector_distance=10, detectors=9, noise_std=0.5)
+    assert unsized.n_detectors == 9 and unsized.noise.std == 0.5
+    with raises_exactly("a FanBeamOp with detectors=9 cannot tell the image size from the sinogram: pass "
+                        "image_size= or the image shape"):
+        unsized.bind(measurement_shape=(1, 4, 9))
+    with raises_exactly("the sinogram has 10 detectors, the FanBeamOp 9 (detectors)"):
+        unsized.bind(measurement_shape=(1, 4, 10))
+    assert unsized.bind(image_shape=(1, 8, 8)).n_detectors == 9
+    sm.clear_matrix_cache()
+    cached = _fan(4, cache_dir=tmp_path)
+    assert cached.cache_dir == tmp_path and cached.build() is cached
+    assert [p.name for p in tmp_path.iterdir()] == [f"radon_{cached.projection_geometry.key()}.pt"]
+    # views given as a count stay a count, views given as angles stay angles
+    assert "angles" not in _fan(4).with_options(fbp_filter="hann").config()
+    arc = _fan(angles=[0.0, 0.5, 1.25])
+    assert arc.with_options(fbp_filter="hann").config()["angles"] == [0.0, 0.5, 1.25]
+    with raises_exactly("FanBeamOp: give the number of views (FanBeamOp(23, ...)) or angles=..., exactly one"):
+        arc.with_options(n_views=3, angles=[0.0, 1.0])
+    with raises_exactly("FanBeamOp: give the number of views (FanBeamOp(23, ...)) or angles=..., exactly one"):
+        _fan(4).with_options(n_views=3, angles=[0.0, 1.0])
+    # a pitch other than the magnification with its default count: a resized copy follows N
+    pitched = FanBeamOp.from_config(_fan(4, detector_spacing=2.0).config())
+    assert pitched.with_options(image_size=12).n_detectors == _fan(4, 12, detector_spacing=2.0).n_detectors != 9
+    # a count that no N gives (between two N's defaults) is refused
+    counts = [FanBeamOp(4, n, source_distance=20, detector_distance=10).n_detectors for n in range(1, 15)]
+    missing = next(d for d in range(counts[0], counts[-1]) if d not in counts)
+    with pytest.raises(ValueError, match=f"^a fan-beam sinogram with {missing} detectors fits no N×N image"):
+        FanBeamOp(4, source_distance=20, detector_distance=10)._image_size_for(missing)
+
+
+def test_scan_weights_edge_cases():
+    two = _fan(2).scan_weights()
+    assert torch.equal(two, torch.full((2, 12), math.pi / 2, dtype=torch.float64))
+    jittered = np.arange(6) * math.pi / 3
+    jittered[2] += 1e-7                                       # not an even turn: weighted as an arc
+    assert not torch.allclose(_fan(angles=jittered).scan_weights(), _fan(6).scan_weights())
+    assert torch.equal(_fan(angles=np.arange(6) * math.pi / 3 + 1e-13).scan_weights(), _fan(6).scan_weights())
+    # an arc of exactly π gets Parker's weights with no overscan; a shifted short scan the same as unshifted
+    half_turn = _fan(angles=[0.0, 1.0, math.pi])
+    gamma = -np.arctan(half_turn._virtual_detector(torch.float64, "cpu")[0].numpy() / 20.0)
+    gaps = np.array([1.0, (math.pi) / 2, math.pi - 1.0])
+    expected = [[_parker(b, g, math.pi) * gap for g in gamma] for b, gap in zip([0.0, 1.0, math.pi], gaps)]
+    np.testing.assert_allclose(half_turn.scan_weights().numpy(), expected, rtol=1e-12, atol=1e-15)
+    short = FanBeamOp.short_scan(9, _fan().fan_angle + 0.2)
+    np.testing.assert_allclose(_fan(angles=short + 0.5).scan_weights().numpy(), _fan(angles=short).scan_weights().numpy(),
+                               rtol=1e-12, atol=1e-15)
