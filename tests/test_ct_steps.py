@@ -21,6 +21,15 @@ from scoreinv.operators.radon import (RadonSpec, default_detectors, default_full
 fbp_module = importlib.import_module("scoreinv.operators.fbp")  # (the package's ``fbp`` is the function)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    """Each test builds its system matrices and filter responses itself (both are cached per process)."""
+    sm.clear_matrix_cache()
+    fbp_module._filter_cache.clear()
+    yield
+    sm.clear_matrix_cache()
+
+
 def raises_exactly(message: str, error=ValueError):
     """pytest.raises for exactly this message (not a part of it)."""
     return pytest.raises(error, match="^" + re.escape(message) + "$")
@@ -283,7 +292,7 @@ def test_system_matrix_parts_copies_and_exact_transpose():
     assert matrix.shape == (36, 64) and sm.system_matrix(geometry, None) is matrix
     parts = matrix.tensors()
     assert list(parts) == ["crow", "col", "val", "t_crow", "t_col", "t_val"]
-    assert parts["crow"].dtype == torch.int32 and parts["val"].dtype == torch.float32
+    assert [parts[name].dtype for name in parts] == [torch.int32, torch.int32, torch.float32] * 2
     assert matrix.nnz == parts["val"].numel() == parts["t_val"].numel() > 0
     a, a_t = matrix.get(torch.device("cpu"), torch.float64)
     assert matrix.get("cpu", torch.float64)[0] is a and a.dtype == torch.float64 and a.shape == (36, 64)
@@ -759,3 +768,63 @@ def test_scan_weights_edge_cases():
     short = FanBeamOp.short_scan(9, _fan().fan_angle + 0.2)
     np.testing.assert_allclose(_fan(angles=short + 0.5).scan_weights().numpy(), _fan(angles=short).scan_weights().numpy(),
                                rtol=1e-12, atol=1e-15)
+
+
+def test_radon_options_switch_views_and_detectors_and_keep_the_rest():
+    op = RadonOp(4, 8, n_detectors=10)
+    arc = op.with_options(angles=[0.0, 0.5, 1.0])
+    assert arc.config()["angles"] == [0.0, 0.5, 1.0] and arc.n_detectors == 10 and arc.noise is None
+    back = arc.with_options(n_views=6)
+    assert back.n_views == 6 and back.has_full_transform and "angles" not in back.config()
+    assert arc.with_options(fbp_filter="hann").config()["angles"] == [0.0, 0.5, 1.0]
+    assert op.with_options(fbp_filter="hann").noise is None and op.with_options(image_size=10).n_detectors == 10
+    assert op.with_options(detectors=9).n_detectors == 9
+    for views in ({"n_views": 3, "angles": [0.0, 1.0]},):
+        with raises_exactly("RadonOp: give the number of views (RadonOp(23)) or angles=..., exactly one"):
+            op.with_options(**views)
+        with raises_exactly("RadonOp: give the number of views (RadonOp(23)) or angles=..., exactly one"):
+            arc.with_options(**views)
+    assert op.with_options(detectors=9, n_detectors=7).n_detectors == 9  # detectors= names the option anew
+
+
+def test_radon_binding_refusals_and_the_pitch():
+    unsized = RadonOp(4, n_detectors=9)
+    with raises_exactly("a RadonOp with n_detectors=9 cannot tell the image size from the sinogram: pass "
+                        "image_size= or the image shape"):
+        unsized.bind(measurement_shape=(1, 4, 9))
+    assert RadonOp(4, detector_spacing=2.0).bind(measurement_shape=(1, 4, 6)).image_size == 8
+    op = RadonOp(4, 8, full_views=8)
+    for shape in [(2, 8, 12), (1, 4, 12), (1, 8)]:
+        with raises_exactly(f"RadonOp's full sinograms have shape (1, 8, D), not {shape}"):
+            op._bind_full(shape)
+    with pytest.raises(ValueError, match=r"^RadonOp\.inverse_transform expects shape \(B, 1, 8, 12\)"):
+        op.inverse_transform(torch.zeros(1, 1, 8, 11))
+    with pytest.raises(ValueError, match=r"^RadonOp\.pinv expects shape \(B, 1, 4, 12\)"):
+        op.pinv(torch.zeros(1, 1, 4, 11))
+    full = torch.rand(1, 1, 8, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    hann = op.inverse_transform(full, filter="hann")
+    assert torch.equal(hann, op.with_options(fbp_filter="hann").inverse_transform(full))
+    assert not torch.allclose(hann, op.inverse_transform(full))
+    assert op.pinv(torch.ones(1, 1, 4, 12, dtype=torch.float16)).dtype == torch.float16
+
+
+def test_rounding_guards_of_the_default_detector_counts_and_view_weights():
+    assert default_detectors(8, math.sqrt(2)) == 8                  # N√2/τ = 8 up to rounding
+    radius = 8 / math.sqrt(2)
+    half = 20 * radius / math.sqrt(400 - radius**2)
+    spacing = 2 * half / 10 * 30 / 20                               # 2·half/τ' = 10 up to rounding
+    assert fan_detectors(8, 20.0, 10.0, spacing) == 10
+    assert fbp_module.view_weights(np.arange(6) * math.pi / 4) == math.pi / 6   # [0, 1.5π): each line ≥ once
+    jittered = np.arange(4) * math.pi / 4
+    jittered[1] += 1e-7
+    assert not isinstance(fbp_module.view_weights(jittered), float)
+    assert torch.equal(fbp_module.view_weights([0.5, 0.5]), torch.zeros(2, dtype=torch.float64))
+
+
+def test_an_astra_matrix_of_the_wrong_shape_is_refused(monkeypatch):
+    import astra
+    import scipy.sparse
+
+    monkeypatch.setattr(astra.matrix, "get", lambda mid: scipy.sparse.csr_matrix((3, 3)))
+    with raises_exactly("ASTRA returned a (3, 3) matrix, expected (24, 64)", RuntimeError):
+        sm._astra_matrix(sm.Geometry(8, 12, (0.0, 1.0), "linear"))
