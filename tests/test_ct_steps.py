@@ -828,3 +828,46 @@ def test_an_astra_matrix_of_the_wrong_shape_is_refused(monkeypatch):
     monkeypatch.setattr(astra.matrix, "get", lambda mid: scipy.sparse.csr_matrix((3, 3)))
     with raises_exactly("ASTRA returned a (3, 3) matrix, expected (24, 64)", RuntimeError):
         sm._astra_matrix(sm.Geometry(8, 12, (0.0, 1.0), "linear"))
+
+
+def test_radon_constructor_details(tmp_path):
+    with raises_exactly("RadonOp: n_views must be a positive integer, got 0"):
+        RadonOp(0)
+    with raises_exactly("RadonOp: noise_std must be a finite number >= 0, got -1.0"):
+        RadonOp(4, noise_std=-1)
+    unsized = RadonOp(4, n_detectors=9, noise_std=0.5)
+    assert unsized.n_detectors == 9 and unsized.noise.std == 0.5 and unsized.image_size is None
+    arc = RadonOp(angles=[0.1, 0.5, 1.25], image_size=8)
+    assert arc.full_angles is None and arc.measured_angles.dtype == torch.float64
+    assert arc.measured_angles.tolist() == [0.1, 0.5, 1.25]
+    pitched = RadonOp(2, 8, full_views=4, detector_spacing=1.5)
+    x = torch.rand(1, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(pitched.subsample(pitched.transform(x)), pitched(x), atol=1e-12)
+    cached = RadonOp(2, 8, full_views=4, cache_dir=tmp_path)
+    assert cached.cache_dir == tmp_path and cached.build(full=True) is cached
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"radon_{g.key()}.pt" for g in (cached._measured_geometry, cached._full_geometry))
+
+
+def test_image_sizes_for_detector_counts_at_other_pitches():
+    assert image_size_for_detectors(2) == 1
+    assert image_size_for_detectors(7, math.sqrt(2)) == 7     # N√2/τ = 7 rounds below: the guess is 6
+    assert image_size_for_detectors(3, 2.0) == 3              # N = 3 and 4 both give 3: the smaller
+    with raises_exactly("a sinogram with 4 detectors fits no N×N image with the default ceil(N·√2/τ) detectors "
+                        "(1×1 images give 3, 2×2 give 6): pass image_size= (and detectors=) to RadonOp"):
+        image_size_for_detectors(4, 0.5)
+    jittered = np.arange(4) * math.pi / 4
+    jittered[1] += 5e-9                                        # beyond 1e-9 relative: not even
+    assert not isinstance(fbp_module.view_weights(jittered), float)
+    near = FanBeamOp(4, source_distance=8 / math.sqrt(2), detector_distance=0.0)
+    with pytest.raises(ValueError, match="^a fan-beam sinogram with 99 detectors fits no N×N image"):
+        near._image_size_for(99)
+
+
+def test_cpu_products_go_item_by_item():
+    """On the CPU each item is its own sparse × vector product (a batched product rounds differently)."""
+    matrix = sm.system_matrix(sm.Geometry(16, 23, tuple(np.arange(30) * math.pi / 30), "linear"), None)
+    a = matrix.get("cpu", torch.float32)[0]
+    x = torch.rand(5, 256, generator=torch.Generator().manual_seed(0))
+    products = sm._spmm(a, x)
+    assert all(torch.equal(products[i], torch.mv(a, x[i])) for i in range(5))
