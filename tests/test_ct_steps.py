@@ -552,8 +552,9 @@ def test_fan_fbp_matches_the_documented_algorithm_by_hand(options):
         np.testing.assert_allclose(image[item, 0].numpy(), _fan_fbp_by_hand(op, y[item:item + 1]), rtol=1e-9, atol=1e-12)
     single = op.pinv(y.float())
     assert single.dtype == torch.float32 and torch.allclose(single.double(), image, rtol=1e-4, atol=1e-5)
-    half = op.pinv(y.half())
+    half = op.pinv(y.half())                       # computed in float32, returned in float16
     assert half.dtype == torch.float16
+    assert torch.allclose(half.float(), op.pinv(y.half().float()).half().float(), rtol=0, atol=0)
 
 
 def test_fan_fbp_windows_and_refusals():
@@ -759,6 +760,8 @@ def test_scan_weights_edge_cases():
     jittered[2] += 1e-7                                       # not an even turn: weighted as an arc
     assert not torch.allclose(_fan(angles=jittered).scan_weights(), _fan(6).scan_weights())
     assert torch.equal(_fan(angles=np.arange(6) * math.pi / 3 + 1e-13).scan_weights(), _fan(6).scan_weights())
+    jittered[2] = 2 * math.pi / 3 + 5e-9                      # beyond 1e-9 relative and 1e-12: still not even
+    assert not torch.allclose(_fan(angles=jittered).scan_weights(), _fan(6).scan_weights())
     # an arc of exactly π gets Parker's weights with no overscan; a shifted short scan the same as unshifted
     half_turn = _fan(angles=[0.0, 1.0, math.pi])
     gamma = -np.arctan(half_turn._virtual_detector(torch.float64, "cpu")[0].numpy() / 20.0)
