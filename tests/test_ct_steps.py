@@ -1,4 +1,4 @@
-"""The CT operators step by step on tiny geometries (8×8 to 16×16 images, a few views): the
+"""The CT operators step by step on tiny geometries (4×4 to 16×16 images, a few views): the
 system matrices and their cache, the FBP filter and quadrature weights, RadonOp and FanBeamOp
 options, configurations and refusals, value by value (every message in full), so that a changed
 constant, comparison or message in these modules fails a test; well under a second each.
@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import scoreinv.operators.system_matrix as sm
-from scoreinv.operators import GaussianNoise, MaskOp, PoissonNoise, RadonOp, fbp
+from scoreinv.operators import MaskOp, RadonOp, fbp
 from scoreinv.operators.fanbeam import FanBeamOp, FanBeamSpec, fan_detectors
 from scoreinv.operators.radon import (RadonSpec, default_detectors, default_full_views, image_size_for_detectors)
 
@@ -33,15 +33,6 @@ def _fresh_caches():
 def raises_exactly(message: str, error=ValueError):
     """pytest.raises for exactly this message (not a part of it)."""
     return pytest.raises(error, match="^" + re.escape(message) + "$")
-
-
-def dense(op, transpose=False):
-    """The matrix of op (or of its adjoint) column by column, float64."""
-    shape = op.out_shape if transpose else op.in_shape
-    size = int(np.prod(shape))
-    basis = torch.eye(size, dtype=torch.float64).reshape(size, *shape)
-    out = op.adjoint(basis) if transpose else op(basis)
-    return out.reshape(size, -1).T
 
 
 # --- RadonOp --------------------------------------------------------------------------------------
