@@ -284,7 +284,7 @@ class FanBeamOp(CoarseViews, LinearOperator):
         """Per (view, cell) the weight of the back-projection integral, float64 (n_views, D).
 
         A full turn (equally spaced views over 2π): Δβ / 2 = π / V, every line being measured
-        twice. Otherwise the views are an arc of length Λ from β₀ (each view weighted by its
+        twice; a single view: π, as for a parallel view. Otherwise the views are an arc of length Λ from β₀ (each view weighted by its
         angular gap) times Parker's weight of the ray at γ = −atan(u'/R) (the sign that makes
         (β, γ) and (β + π + 2γ, −γ) the same line in this geometry) and β − β₀, with the overscan
         δ = (Λ − π)/2 (Parker's γ_m for a minimal short scan): sin²(π/4 · β/(δ − γ)) below
@@ -294,18 +294,19 @@ class FanBeamOp(CoarseViews, LinearOperator):
         """
         beta = self.angles.numpy()
         count = beta.size
-        if count > 1:
-            gaps = np.diff(np.sort(beta))
-            even = np.allclose(gaps, gaps[0], rtol=1e-9, atol=1e-12)
-            if even and count * gaps[0] >= 2 * math.pi * (1 - 1e-9):
-                return torch.full((count, self.n_detectors), math.pi / count, dtype=torch.float64)
+        if count == 1:  # the whole integral, as a single parallel view gets (fbp.view_weights)
+            return torch.full((1, self.n_detectors), math.pi, dtype=torch.float64)
+        gaps = np.diff(np.sort(beta))
+        even = np.allclose(gaps, gaps[0], rtol=1e-9, atol=1e-12)
+        if even and count * gaps[0] >= 2 * math.pi * (1 - 1e-9):
+            return torch.full((count, self.n_detectors), math.pi / count, dtype=torch.float64)
         order = np.argsort(beta)
         sorted_beta = beta[order]
-        gaps = np.diff(sorted_beta) if count > 1 else np.array([2 * math.pi])
+        gaps = np.diff(sorted_beta)
         padded = np.concatenate([gaps[:1], gaps, gaps[-1:]])
         per_view = np.empty(count)
         per_view[order] = (padded[:-1] + padded[1:]) / 2
-        span = float(sorted_beta[-1] - sorted_beta[0]) if count > 1 else 0.0
+        span = float(sorted_beta[-1] - sorted_beta[0])
         u_virtual, _ = self._virtual_detector(torch.float64, "cpu")
         gamma = -np.arctan(u_virtual.numpy() / self.source_distance)
         if span < math.pi:

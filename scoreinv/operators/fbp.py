@@ -139,9 +139,9 @@ def filtered_back_projection(sino: torch.Tensor, matrix: SystemMatrix, geometry:
     torch.Tensor
         ``(B, 1, N, N)`` in the sinogram's dtype, on its device.
     """
+    # The ramp kernel at spacing τ is the unit one over τ, and Aᵀ, whose rays lie τ apart, back-projects
+    # 1/τ times the interpolated row: the two factors cancel, so no τ appears here.
     filtered = _filter_sinogram(sino, filter)
-    if geometry.detector_spacing != 1.0:  # the ramp kernel at spacing τ is the unit one over τ
-        filtered = filtered / geometry.detector_spacing
     weights = view_weights(geometry.angles)
     if not isinstance(weights, float):
         filtered = filtered * weights.to(device=filtered.device, dtype=filtered.dtype)[:, None]
