@@ -90,8 +90,8 @@ def test_radon_views_and_angles():
     assert even.has_full_transform and even.full_views == 180 and even.config() == RadonOp(4, 8).config()
     arc = RadonOp(angles=[0.0, 0.5, 1.0], image_size=8)
     assert not arc.has_full_transform and arc.full_views is None and arc.measured_views is None
-    assert arc.capabilities == frozenset({"line-integrals"})
-    assert op.capabilities == frozenset({"full-transform", "line-integrals"})
+    assert arc.capabilities == frozenset({"line-integrals", "coarse-view"})
+    assert op.capabilities == frozenset({"full-transform", "line-integrals", "coarse-view"})
     assert op.capability_note == ""
     note = ("its 3 angles do not fill [0, π) evenly (a limited or irregular arc), so it has no full-view "
             "transform T; method='decomposed' or 'guidance' need only A and Aᵀ")
@@ -438,7 +438,7 @@ def test_fan_geometry_values():
     assert op.detector_spacing == 1.5 and op.n_detectors == 12 and op.out_shape == (1, 4, 12)
     assert torch.equal(op.angles, torch.tensor([0.0, math.pi / 2, math.pi, 3 * math.pi / 2], dtype=torch.float64))
     assert op.fan_angle == pytest.approx(2 * math.atan(6 * 1.5 / 30))
-    assert op.capabilities == frozenset({"line-integrals"})
+    assert op.capabilities == frozenset({"line-integrals", "coarse-view"})
     assert op.capability_note == ("a fan-beam operator has no full-view transform T; method='decomposed' or "
                                   "'guidance' need only A and Aᵀ")
     with raises_exactly("FanBeamOp: " + op.capability_note):
