@@ -163,23 +163,34 @@ _CT_NOISY = {"steps": 50, "num_samples": 2, "zeta": 0.9, "damping_weight": 0.5}
 
 #: The settings of a method on a problem: the first rule that holds for both.
 SETTINGS_RULES: list[SettingsRule] = [
-    # CT above 64² (the patch prior's sizes), on 3 validation anatomy phantoms at 256² (seed 5_000_000,
-    # docs/clinical.md): at step 1,200 of the prior one sample of 30 steps from σ_s = 2 gave 33.0 dB
-    # noise-free at 23 views against 32.7 for one sample of 50 steps from T (33.3 for two), and 31.0 dB
-    # with 1% noise against 31.5 for the 64² rule's 2 × 50. At step 3,200, noise-free, two samples of
-    # 30 steps from σ_s = 1 gave 35.3 dB at 23 views against 34.6 from σ_s = 2 and 34.9 for one sample
-    # from σ_s = 1 with late projections below σ_t = 0.03. The 64² rule's late projections (300 CG
-    # iterations at every step below σ_t = 0.1) cost ≈ 12 s each at 256², so here only the last step
-    # projects.
     # Noise-free limited arcs above 64², on 2 validation anatomy phantoms at 256² (60 views over 0–120°,
-    # docs/benchmarks.md): started at σ_s = 0.3 from the upsampled 64² reconstruction of the whole-image
-    # prior (start_estimate = 'coarse') 32.45 dB, against 29.95 for the rule below and 29.72 for TV;
+    # docs/clinical.md): started at σ_s = 0.3 from the upsampled 64² reconstruction of the whole-image
+    # prior (start_estimate = 'coarse') 32.45 dB, against 29.95 from CG on the data and 29.72 for TV;
     # σ_s = 0.1 gave 32.34, 0.6 gave 31.85. A 64² patch cannot see the wedge's image-wide streaks whole.
-    SettingsRule("CT over a limited arc above 64², noise-free, decomposed",
+    SettingsRule("CT over a limited arc above 64², noise-free, coarse start",
                  lambda p: _ct(p) and not p.noisy and p.limited_arc and p.size > 64 and p.has("coarse-view"),
                  ("decomposed",),
                  {"steps": 30, "num_samples": 2, "zeta": 0.85, "projection_iterations": 300,
                   "start_noise_level": 0.3, "start_estimate": "coarse"}),
+    # CT above 64² (the patch prior's sizes), on 3 validation anatomy phantoms at 256² (seed 5_000_000,
+    # docs/clinical.md), prior at step 4,800, 2 × 30 steps unless said: noise-free, the coarse start at
+    # σ_s = 0.3 gave 37.57 / 47.22 dB at 23 / 60 views against 35.74 / 46.66 from CG on the data at
+    # σ_s = 1 (σ_s = 0.5: 36.84 / 47.02; 0.2: 37.61 / 47.37), and four samples 37.94 / 47.83 (four
+    # samples from the data: 36.42 / 47.24); with 1% noise the coarse start at σ_s = 0.5 gave 33.96 /
+    # 38.25 against 32.81 / 38.00 from the data at σ_s = 2 (σ_s = 1: 33.35 / 38.14).
+    SettingsRule("CT above 64², noise-free, coarse start",
+                 lambda p: _ct(p) and not p.noisy and p.size > 64 and p.has("coarse-view"), ("decomposed",),
+                 {"steps": 30, "num_samples": 4, "zeta": 0.85, "projection_iterations": 300,
+                  "start_noise_level": 0.3, "start_estimate": "coarse"}),
+    SettingsRule("CT above 64², noisy, coarse start", lambda p: _ct(p) and p.size > 64 and p.has("coarse-view"),
+                 ("decomposed",),
+                 {"steps": 30, "num_samples": 2, "zeta": 0.9, "damping_weight": 0.5, "start_noise_level": 0.5,
+                  "start_estimate": "coarse"}),
+    # Above 64² without a coarse view (a CT family that has none), on the same phantoms at step 3,200:
+    # two samples of 30 steps from σ_s = 1 gave 35.3 dB at 23 views against 34.6 from σ_s = 2; with 1%
+    # noise one sample of 30 steps from σ_s = 2 gave 31.0 dB against 31.5 for the 64² rule's 2 × 50 (at
+    # step 1,200). The 64² rule's late projections (300 CG iterations at every step below σ_t = 0.1)
+    # cost ≈ 12 s each at 256², so here only the last step projects.
     SettingsRule("CT above 64², noise-free, decomposed", lambda p: _ct(p) and not p.noisy and p.size > 64,
                  ("decomposed",),
                  {"steps": 30, "num_samples": 2, "zeta": 0.85, "projection_iterations": 300,
