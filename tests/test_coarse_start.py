@@ -154,7 +154,7 @@ def test_posterior_starts_a_limited_arc_from_the_bundled_coarse_prior():
     common = dict(steps=10, num_samples=1, start_noise_level=0.3, progress=False, seed=4)
     coarse = posterior(y, operator, start_estimate="coarse", **common)
     again = posterior(y, operator, start_estimate="coarse", **common)
-    data = posterior(y, operator, **common)
+    data = posterior(y, operator, start_estimate="data", **common)
     torch.testing.assert_close(coarse.mean, again.mean, rtol=0, atol=0)
     assert coarse.settings["coarse_prior"] == "ct-anatomy" and coarse.settings["start_estimate"] == "coarse"
     assert data.settings["start_estimate"] == "data" and "coarse_prior" not in data.settings
