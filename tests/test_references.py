@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from scoreinv.operators import RadonOp, least_squares, ramp_filter
-from scoreinv.operators.fbp import _filter_sinogram
+from scoreinv.operators.fbp import filter_sinogram
 from scoreinv.sde import VESDE, VPSDE
 from scoreinv.solvers.decomposed import DecomposedConsistency
 
@@ -148,7 +148,7 @@ def test_ram_lak_filtering_is_a_direct_linear_convolution(detectors):
     kernel = ramp_kernel(lags)
     expected = np.stack([np.convolve(row, kernel)[detectors - 1:2 * detectors - 1]
                          for row in rows.reshape(-1, detectors).numpy()])
-    got = _filter_sinogram(rows, "ram-lak").reshape(-1, detectors).numpy()
+    got = filter_sinogram(rows, "ram-lak").reshape(-1, detectors).numpy()
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
 
 

@@ -32,7 +32,7 @@ import torch
 from pydantic import Field
 
 from .base import CoarseViews, LinearOperator, Shape, bind_sinograms, validate
-from .fbp import _filter_sinogram, normalise_filter
+from .fbp import filter_sinogram, normalise_filter
 from .noise import NoiseModel, make_noise, noise_from_config
 from .registry import SinogramSpec, register_family
 from .system_matrix import Geometry, SystemMatrix, apply_matrix, as_angles, system_matrix, unmeasured_arc
@@ -327,7 +327,7 @@ class FanBeamOp(CoarseViews, LinearOperator):
         radius = self.source_distance
         u_virtual, pitch = self._virtual_detector(dtype, device)
         cosine = radius / torch.sqrt(radius**2 + u_virtual**2)
-        filtered = _filter_sinogram(work * cosine, window) / pitch
+        filtered = filter_sinogram(work * cosine, window) / pitch
         filtered = filtered * self.scan_weights().to(device=device, dtype=dtype)
         n, d = self.image_size, self.n_detectors
         coordinates = torch.arange(n, dtype=dtype, device=device) - (n - 1) / 2

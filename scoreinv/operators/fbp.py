@@ -81,7 +81,7 @@ def ramp_filter(n_detectors: int, filter: str = "ram-lak") -> tuple[int, torch.T
     return padded, response
 
 
-def _filter_sinogram(sino: torch.Tensor, filter: str) -> torch.Tensor:
+def filter_sinogram(sino: torch.Tensor, filter: str) -> torch.Tensor:
     """Ramp-filter each row (along the detectors) with zero padding; (..., D) -> (..., D)."""
     d = sino.shape[-1]
     padded, response = ramp_filter(d, filter)
@@ -141,7 +141,7 @@ def filtered_back_projection(sino: torch.Tensor, matrix: SystemMatrix, geometry:
     """
     # The ramp kernel at spacing τ is the unit one over τ, and Aᵀ, whose rays lie τ apart, back-projects
     # 1/τ times the interpolated row: the two factors cancel, so no τ appears here.
-    filtered = _filter_sinogram(sino, filter)
+    filtered = filter_sinogram(sino, filter)
     weights = view_weights(geometry.angles)
     if not isinstance(weights, float):
         filtered = filtered * weights.to(device=filtered.device, dtype=filtered.dtype)[:, None]
