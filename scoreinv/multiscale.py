@@ -65,14 +65,14 @@ def coarse_start_image(y: torch.Tensor, operator: LinearOperator, settings: Reco
         raise ValueError(f"coarse_size ({coarse_size}) must be smaller than the image ({size}×{size})")
     ratio = size / coarse_size
     fine_noise = float(operator.noise_std) / ratio ** 1.5
-    prior = default_prior_for(operator.coarsened(coarse_size))
+    noise_free = operator.coarsened(coarse_size)
+    prior = default_prior_for(noise_free)
     model = load_model(prior, device=device if device is not None else y.device)
     images = []
     for index in range(y.shape[0]):
-        coarse_y = operator.coarse_measurement(y[index:index + 1], operator.coarsened(coarse_size))
+        coarse_y = operator.coarse_measurement(y[index:index + 1], noise_free)
         peak = float(coarse_y.abs().max())
-        noise_std = math.hypot(fine_noise, float(settings.coarse_noise) * peak)
-        coarse = operator.coarsened(coarse_size, noise_std=noise_std)
+        coarse = noise_free.with_options(noise_std=math.hypot(fine_noise, float(settings.coarse_noise) * peak))
         seeds = None if item_seeds is None else [int(item_seeds[index])]
         result = posterior(coarse_y, coarse, model, seed=settings.seed, item_seeds=seeds, device=device,
                            progress=False)

@@ -62,6 +62,13 @@ from scoreinv.seeding import randn
 from scoreinv.solvers.registry import Method, MethodSettings, register_method
 
 
+def _fill_unset(data: dict[str, Any], **defaults: Any) -> None:
+    """Set each of ``defaults`` in ``data`` where it is missing or None."""
+    for key, value in defaults.items():
+        if data.get(key) is None:
+            data[key] = value
+
+
 class DecomposedSettings(MethodSettings):
     """The decomposed sampler's settings: DDIM steps through CG-consistent Tweedie estimates."""
 
@@ -97,17 +104,13 @@ class DecomposedSettings(MethodSettings):
                 if data.get(key) is not None:
                     raise ValueError(f"{key} is read only with start_noise_level (a part-way start)")
         else:
-            data.setdefault("start_iterations", None)
-            data.setdefault("start_estimate", None)
-            data["start_iterations"] = 30 if data["start_iterations"] is None else data["start_iterations"]
-            data["start_estimate"] = "data" if data["start_estimate"] is None else data["start_estimate"]
+            _fill_unset(data, start_iterations=30, start_estimate="data")
         if data.get("start_estimate") != "coarse":
             for key in ("coarse_size", "coarse_noise"):
                 if data.get(key) is not None:
                     raise ValueError(f"{key} is read only with start_estimate='coarse'")
         else:
-            data["coarse_size"] = 64 if data.get("coarse_size") is None else data["coarse_size"]
-            data["coarse_noise"] = 0.01 if data.get("coarse_noise") is None else data["coarse_noise"]
+            _fill_unset(data, coarse_size=64, coarse_noise=0.01)
         return data
 
     @model_validator(mode="after")
@@ -215,7 +218,7 @@ class Decomposed(Method):
         ``start_image`` (B, *operator.in_shape): the estimate a ``start_estimate='coarse'`` start
         begins its CG from (required then, refused otherwise)."""
         settings = self.typed(settings)
-        coarse = settings.start_noise_level is not None and settings.start_estimate == "coarse"
+        coarse = settings.start_estimate == "coarse"  # set only with a part-way start
         if coarse and start_image is None:
             raise ValueError("start_estimate='coarse' needs the coarse start image (scoreinv.posterior makes it)")
         if not coarse and start_image is not None:
