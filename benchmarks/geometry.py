@@ -97,7 +97,8 @@ def main() -> None:
     args = parser.parse_args()
 
     size = args.size
-    prior = load_model(args.model or default_prior("ct", 1, size))
+    model_name = args.model or default_prior("ct", 1, size)
+    prior = load_model(model_name)
     sets = {}
     if "phantoms" in args.sets:
         sets["phantoms"] = phantoms("anatomy", args.n, size, seed=TEST_SEED)
@@ -105,7 +106,7 @@ def main() -> None:
         sets["real slices"] = real_slices(size)[0]
     if "validation" in args.sets:
         sets["validation"] = phantoms("anatomy", args.validation, size, seed=VALIDATION_SEED)
-    print(f"# {size}², model {args.model or default_prior('ct', 1, size)}; {platform.machine()}, {torch.get_num_threads()} torch threads; "
+    print(f"# {size}², model {model_name}; {platform.machine()}, {torch.get_num_threads()} torch threads; "
           f"{', '.join(f'{name}: {len(images)}' for name, images in sets.items())} images\n")
     print("| geometry | noise | images | method | PSNR (dB) | SSIM | s / image |")
     print("|---|---|---|---|---|---|---|")
@@ -119,13 +120,14 @@ def main() -> None:
                     "SIRT": (f"SIRT-{args.sirt_iterations}", lambda: sirt(operator, y, args.sirt_iterations)),
                     "TV": (f"TV (λ = {weight:.3g}, validated)" if weight is not None else "TV",
                            lambda: tv_reconstruction(operator, y, weight, args.tv_iterations)),
-                    "scoreinv": ("scoreinv (defaults)",
-                                 lambda: torch.as_tensor(posterior(y, operator, prior, progress=False).mean)),
                 }
+
+                def scoreinv(options: dict) -> torch.Tensor:
+                    return torch.as_tensor(posterior(y, operator, prior, progress=False, **options).mean)
+
+                methods["scoreinv"] = ("scoreinv (defaults)", lambda: scoreinv({}))
                 rows = [methods[key] for key in args.methods]
-                rows += [(f"scoreinv {json.dumps(options)}",
-                          lambda options=options: torch.as_tensor(
-                              posterior(y, operator, prior, progress=False, **options).mean))
+                rows += [(f"scoreinv {json.dumps(options)}", lambda options=options: scoreinv(options))
                          for options in args.options]
                 for label, method in rows:
                     started = time.perf_counter()
