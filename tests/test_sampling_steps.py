@@ -192,16 +192,18 @@ def test_predictor_registry_and_factory():
         def update(self, x, t, dt, generator=None):
             return x, x
 
+    assert_registers_only_named_classes(register_predictor, PREDICTORS, Nameless)
+
+
+def assert_registers_only_named_classes(register, registry, nameless):
+    """``register`` refuses ``nameless`` (a subclass without ``name``) and enters a named subclass of it."""
     with pytest.raises(ValueError, match=r"^Nameless needs a non-empty name to be registered$"):
-        register_predictor(Nameless)
-
-    class Named(Nameless):
-        name = "named-test-predictor"
-
+        register(nameless)
+    named = type("Named", (nameless,), {"name": "named-test-entry"})
     try:
-        assert register_predictor(Named) is Named and PREDICTORS["named-test-predictor"] is Named
+        assert register(named) is named and registry["named-test-entry"] is named
     finally:
-        PREDICTORS.pop("named-test-predictor", None)
+        registry.pop("named-test-entry", None)
 
 
 # --- correctors -------------------------------------------------------------------------------------
@@ -266,16 +268,7 @@ def test_corrector_registry_and_factory():
         def step_size(self, score, noise, t, dt):
             return torch.zeros_like(t)
 
-    with pytest.raises(ValueError, match=r"^Nameless needs a non-empty name to be registered$"):
-        register_corrector(Nameless)
-
-    class Named(Nameless):
-        name = "named-test-corrector"
-
-    try:
-        assert register_corrector(Named) is Named and CORRECTORS["named-test-corrector"] is Named
-    finally:
-        CORRECTORS.pop("named-test-corrector", None)
+    assert_registers_only_named_classes(register_corrector, CORRECTORS, Nameless)
 
 
 # --- the PC loop and its time grid ----------------------------------------------------------------
