@@ -34,6 +34,7 @@ ROWS = [
     ("RadonOp over a limited arc (> 30° of directions unmeasured), noise_std > 0",
      lambda: RadonOp(angles=np.linspace(0, np.pi / 2, 60, endpoint=False), image_size=64, noise_std=0.01)),
     ("RadonOp at 256², noise-free", lambda: RadonOp(23, 256)),
+    ("RadonOp at 256², noise-free, ≥ 0.25 measurements per pixel (60 views)", lambda: RadonOp(60, 256)),
     ("RadonOp at 256², noise_std > 0", lambda: RadonOp(23, 256, noise_std=0.01)),
     ("RadonOp over a limited arc at 256², noise-free",
      lambda: RadonOp(angles=np.linspace(0, 2 * np.pi / 3, 60, endpoint=False), image_size=256)),
@@ -123,3 +124,10 @@ def test_a_limited_arc_is_a_geometry_fact_of_the_operator_that_the_policy_reads(
     assert [resolve_settings(op).projection_noise_level for op in noise_free] == [0.3, 0.1, 0.1]
     unsized_fan = FanBeamOp(23, source_distance=128, detector_distance=64)
     assert Problem.of(unsized_fan).unmeasured_arc is None and not Problem.of(unsized_fan).limited_arc
+
+
+def test_measurements_per_pixel_counts_the_sinogram_against_the_image():
+    assert Problem.of(RadonOp(23, 256)).measurements_per_pixel == pytest.approx(23 * 363 / 256 ** 2)
+    assert Problem.of(RadonOp(60, 512)).measurements_per_pixel == pytest.approx(60 * 725 / 512 ** 2)
+    assert Problem.of(RadonOp(23)).measurements_per_pixel == 0.0  # no size yet
+    assert resolve_settings(RadonOp(60, 512)).start_noise_level == 0.2  # 0.17 per pixel: not dense

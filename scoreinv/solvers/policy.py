@@ -36,6 +36,10 @@ from scoreinv.config import ReconstructionSettings
 #: turn or a short scan, none).
 LIMITED_ARC = math.pi / 6
 
+#: CT data are dense when a measurement holds at least this many values per image pixel (60
+#: parallel views at 256² hold 0.33; 23 views 0.13; 60 views at 512² 0.17).
+DENSE_CT = 0.25
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -55,6 +59,8 @@ class Problem:
         For CT: the widest range of ray directions (radians, modulo π) that no view measures
         (``operator.unmeasured_arc``: π/n for n parallel views over [0, π), about π − α for a
         limited arc [0, α)); None when the operator does not say.
+    measurement_count:
+        Values in one measurement (the product of ``operator.out_shape``), or None without a size.
     """
 
     capabilities: frozenset[str] = frozenset()
@@ -62,21 +68,23 @@ class Problem:
     noise_std: float = 0.0
     image_shape: tuple[int, int, int] | None = None
     unmeasured_arc: float | None = None
+    measurement_count: int | None = None
 
     @classmethod
     def of(cls, operator: Any) -> Problem:
         """The problem posed by ``operator``."""
         try:
             shape = tuple(int(s) for s in operator.in_shape)
+            count = math.prod(int(s) for s in operator.out_shape)
         except (ValueError, TypeError, AttributeError):  # an operator without a size yet
-            shape = None
+            shape, count = None, None
         try:
             arc = getattr(operator, "unmeasured_arc", None)
         except ValueError:  # a fan without a size has no fan angle yet
             arc = None
         return cls(frozenset(getattr(operator, "capabilities", ())), getattr(operator, "modality", None),
                    float(getattr(operator, "noise_std", 0.0)), shape if shape and len(shape) == 3 else None,
-                   None if arc is None else float(arc))
+                   None if arc is None else float(arc), count)
 
     @property
     def noisy(self) -> bool:
@@ -86,6 +94,17 @@ class Problem:
     def size(self) -> int:
         """The larger image side in pixels (0 when unknown)."""
         return max(self.image_shape[1:]) if self.image_shape is not None else 0
+
+    @property
+    def measurements_per_pixel(self) -> float:
+        """Measured values per unknown pixel, m / (C H W) (0 when unknown).
+
+        For parallel-beam CT with n views and ⌈√2 N⌉ detector cells at N², about √2 n / N: 0.13 for
+        23 views and 0.33 for 60 views at 256², 0.17 for 60 views at 512².
+        """
+        if self.image_shape is None or self.measurement_count is None:
+            return 0.0
+        return self.measurement_count / math.prod(self.image_shape)
 
     @property
     def limited_arc(self) -> bool:
@@ -175,13 +194,21 @@ SETTINGS_RULES: list[SettingsRule] = [
     # CT above 64² (the patch prior's sizes), on 3 validation anatomy phantoms at 256² (seed 5_000_000,
     # docs/clinical.md), prior at step 4,800, 2 × 30 steps unless said: noise-free, the coarse start at
     # σ_s = 0.3 gave 37.57 / 47.22 dB at 23 / 60 views against 35.74 / 46.66 from CG on the data at
-    # σ_s = 1 (σ_s = 0.5: 36.84 / 47.02; 0.2: 37.61 / 47.37), and four samples 37.94 / 47.83 (four
-    # samples from the data: 36.42 / 47.24); with 1% noise the coarse start at σ_s = 0.5 gave 33.96 /
-    # 38.25 against 32.81 / 38.00 from the data at σ_s = 2 (σ_s = 1: 33.35 / 38.14).
+    # σ_s = 1 (σ_s = 0.5: 36.84 / 47.02; 0.2: 37.61 / 47.37); four samples from σ_s = 0.3 / 0.2 / 0.1
+    # gave 37.94 / 37.95 / 37.69 at 23 views and 47.83 / 48.02 / 48.36 at 60 views (four samples
+    # from the data: 36.42 / 47.24). The denser the data (measurements per pixel: 0.13 at 23 views,
+    # 0.33 at 60), the less of the start the sampler needs to redraw. With 1% noise the coarse start
+    # at σ_s = 0.5 gave 33.96 / 38.25 against 32.81 / 38.00 from the data at σ_s = 2 (σ_s = 1: 33.35 / 38.14).
+    SettingsRule("CT above 64², noise-free, coarse start, dense data",
+                 lambda p: (_ct(p) and not p.noisy and p.size > 64 and p.has("coarse-view")
+                            and p.measurements_per_pixel >= DENSE_CT),
+                 ("decomposed",),
+                 {"steps": 30, "num_samples": 4, "zeta": 0.85, "projection_iterations": 300,
+                  "start_noise_level": 0.1, "start_estimate": "coarse"}),
     SettingsRule("CT above 64², noise-free, coarse start",
                  lambda p: _ct(p) and not p.noisy and p.size > 64 and p.has("coarse-view"), ("decomposed",),
                  {"steps": 30, "num_samples": 4, "zeta": 0.85, "projection_iterations": 300,
-                  "start_noise_level": 0.3, "start_estimate": "coarse"}),
+                  "start_noise_level": 0.2, "start_estimate": "coarse"}),
     SettingsRule("CT above 64², noisy, coarse start", lambda p: _ct(p) and p.size > 64 and p.has("coarse-view"),
                  ("decomposed",),
                  {"steps": 30, "num_samples": 2, "zeta": 0.9, "damping_weight": 0.5, "start_noise_level": 0.5,
