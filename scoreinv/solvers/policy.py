@@ -179,6 +179,14 @@ _EXACT_DECOMPOSED = {"steps": 100, "zeta": 0.7}
 _CT_NOISE_FREE = {"steps": 50, "num_samples": 2, "zeta": 0.85, "projection_iterations": 300,
                   "projection_noise_level": 0.1}
 _CT_NOISY = {"steps": 50, "num_samples": 2, "zeta": 0.9, "damping_weight": 0.5}
+_CT_COARSE_NOISE_FREE = {"steps": 30, "num_samples": 4, "zeta": 0.85, "projection_iterations": 300,
+                         "start_noise_level": 0.2, "start_estimate": "coarse"}
+
+
+def _coarse_ct_noise_free(problem: Problem) -> bool:
+    """Noise-free CT above 64² (the patch prior's sizes) with a coarse view."""
+    return _ct(problem) and not problem.noisy and problem.size > 64 and problem.has("coarse-view")
+
 
 #: The settings of a method on a problem: the first rule that holds for both.
 SETTINGS_RULES: list[SettingsRule] = [
@@ -200,15 +208,10 @@ SETTINGS_RULES: list[SettingsRule] = [
     # 0.33 at 60), the less of the start the sampler needs to redraw. With 1% noise the coarse start
     # at σ_s = 0.5 gave 33.96 / 38.25 against 32.81 / 38.00 from the data at σ_s = 2 (σ_s = 1: 33.35 / 38.14).
     SettingsRule("CT above 64², noise-free, coarse start, dense data",
-                 lambda p: (_ct(p) and not p.noisy and p.size > 64 and p.has("coarse-view")
-                            and p.measurements_per_pixel >= DENSE_CT),
-                 ("decomposed",),
-                 {"steps": 30, "num_samples": 4, "zeta": 0.85, "projection_iterations": 300,
-                  "start_noise_level": 0.1, "start_estimate": "coarse"}),
-    SettingsRule("CT above 64², noise-free, coarse start",
-                 lambda p: _ct(p) and not p.noisy and p.size > 64 and p.has("coarse-view"), ("decomposed",),
-                 {"steps": 30, "num_samples": 4, "zeta": 0.85, "projection_iterations": 300,
-                  "start_noise_level": 0.2, "start_estimate": "coarse"}),
+                 lambda p: _coarse_ct_noise_free(p) and p.measurements_per_pixel >= DENSE_CT, ("decomposed",),
+                 {**_CT_COARSE_NOISE_FREE, "start_noise_level": 0.1}),
+    SettingsRule("CT above 64², noise-free, coarse start", _coarse_ct_noise_free, ("decomposed",),
+                 _CT_COARSE_NOISE_FREE),
     SettingsRule("CT above 64², noisy, coarse start", lambda p: _ct(p) and p.size > 64 and p.has("coarse-view"),
                  ("decomposed",),
                  {"steps": 30, "num_samples": 2, "zeta": 0.9, "damping_weight": 0.5, "start_noise_level": 0.5,
