@@ -66,6 +66,10 @@ class ScoreModel(nn.Module):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(seed))
                 self.unet = UNet(config.unet)
+        # Channels-last (NHWC) convolution weights: oneDNN's CPU convolutions run this U-Net about
+        # twice as fast in that layout as in NCHW, for the same scores to float32 rounding. Inputs
+        # may come in either layout; loading weights and moving devices keep it.
+        self.to(memory_format=torch.channels_last)
 
     @property
     def config(self) -> ModelConfig:
