@@ -17,15 +17,10 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
 
 from _machine import limit_threads, machine_line
-
-
-def peak_memory_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # Linux: KiB
 
 
 def run_row(size: int, views: int, threads: int, tv_weights: list[float]) -> dict[str, float]:
@@ -33,6 +28,7 @@ def run_row(size: int, views: int, threads: int, tv_weights: list[float]) -> dic
     limit_threads(threads)
     import torch
 
+    from clinical import peak_memory_gb
     from quality import best_tv_weight
 
     import scoreinv

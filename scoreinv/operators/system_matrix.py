@@ -284,13 +284,11 @@ def _spmm(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     but at 256² about 2.5 times slower for 4 items, 4 times for 8 (a lone item is padded to a
     block, which costs it 1.6 times a sparse × vector product).
     """
-    if x.device.type == "cpu":
-        padding = (-x.shape[0]) % _CPU_COLUMN_BLOCK
-        columns = torch.cat([x, x.new_zeros(padding, x.shape[1])]) if padding else x
-        # contiguous: a reduction over the rows of a transposed view vectorises across the items,
-        # and would round each item's sum by how many there are
-        return (a @ columns.t().contiguous()).t()[: x.shape[0]].contiguous()
-    return (a @ x.t().contiguous()).t()
+    padding = (-x.shape[0]) % _CPU_COLUMN_BLOCK if x.device.type == "cpu" else 0
+    columns = torch.cat([x, x.new_zeros(padding, x.shape[1])]) if padding else x
+    # contiguous: a reduction over the rows of a transposed view vectorises across the items,
+    # and would round each item's sum by how many there are
+    return (a @ columns.t().contiguous()).t()[: x.shape[0]].contiguous()
 
 
 class _SparseApply(torch.autograd.Function):
