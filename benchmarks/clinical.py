@@ -21,7 +21,9 @@ chosen on): that is where scoreinv's settings are chosen, never on the test sets
 regions at clinical fields of view with the sub-millimetre detail and arms (as the clinical third
 of the training pool draws them, but from the validation seed), plus ``--grain`` HU of the image
 grain a reconstructed scan carries (white Gaussian noise smoothed over about 1 mm, a texture the
-procedural phantoms lack). TV's λ is still chosen on the plain validation phantoms.
+procedural phantoms lack). ``--sets real-validation`` runs them on the real CT slices of pydicom and
+pydicom-data that the test set leaves out (other patients; benchmarks/real_ct.py's
+``VALIDATION_SLICES``). TV's λ is still chosen on the plain validation phantoms.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import torch
 
 from _machine import machine_line
 from quality import best_tv_weight, simulate
-from real_ct import real_slices
+from real_ct import VALIDATION_SLICES, real_slices
 
 from scoreinv.classical import sirt, tv_reconstruction
 from scoreinv.datasets import phantoms
@@ -83,7 +85,8 @@ def main() -> None:
     parser.add_argument("--views", type=int, nargs="+", default=[23, 60])
     parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 0.01])
     parser.add_argument("--phantoms", type=int, default=4, help="held-out anatomy phantoms beside the real slices")
-    parser.add_argument("--sets", nargs="+", choices=["real", "phantoms", "validation", "clinical-validation"],
+    parser.add_argument("--sets", nargs="+",
+                        choices=["real", "phantoms", "validation", "clinical-validation", "real-validation"],
                         default=["real", "phantoms"],
                         help="image sets: the two test sets, or the validation phantoms to choose settings on")
     parser.add_argument("--validation", type=int, default=4, help="validation phantoms for TV's λ")
@@ -110,6 +113,9 @@ def main() -> None:
         sets["validation"] = validation
     if "clinical-validation" in args.sets:
         sets["clinical-validation"] = clinical_validation(args.validation, size, args.grain)
+    if "real-validation" in args.sets:
+        sets["real-validation"], validation_names = real_slices(size, VALIDATION_SLICES)
+        print(f"# real validation slices: {', '.join(validation_names)}")
     grid = [weight * size / 64 for weight in args.tv_weights]
     print(f"# {size}², parallel beam; real slices: {', '.join(names)}; held-out anatomy phantoms: "
           f"{len(sets.get('phantoms', []))}; TV λ from {len(validation)} validation phantoms\n# {machine_line()}\n")

@@ -36,17 +36,21 @@ from scoreinv.datasets.dicom import ct_slice_to_unit, read_dicom_ct
 from scoreinv.metrics import psnr, ssim
 from scoreinv.reconstruct import posterior
 
-# CT Image Storage files of pydicom and pydicom-data that decode without extra codecs.
+# CT Image Storage files of pydicom and pydicom-data that decode without extra codecs: the test set.
 SLICES = ["CT_small.dcm", "693_UNCR.dcm", "explicit_VR-UN.dcm", "J2K_pixelrep_mismatch.dcm"]
+# The other real CT of those packages, from other patients than SLICES (693_UNCI / J2KR / J2KI are
+# 693_UNCR again): a lumbar spine slice (JPEG Lossless) and the two frames of an enhanced head CT.
+# A validation set to choose settings on when the procedural phantoms leave a choice open; never a test.
+VALIDATION_SLICES = ["bad_sequence.dcm", "eCT_Supplemental.dcm"]
 VALIDATION_SEED = 5_000_000
 TV_WEIGHTS = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0]
 
 
-def real_slices(size: int) -> tuple[torch.Tensor, list[str]]:
-    """(n, 1, size, size) in [0, 1] and the file names, for the shipped slices that decode here."""
+def real_slices(size: int, files: list[str] = SLICES) -> tuple[torch.Tensor, list[str]]:
+    """(n, 1, size, size) in [0, 1] and the file names, for the shipped ``files`` that decode here."""
     from pydicom.data import get_testdata_file
 
-    paths = [path for path in (get_testdata_file(name, download=False) for name in SLICES) if path is not None]
+    paths = [path for path in (get_testdata_file(name, download=False) for name in files) if path is not None]
     scans = read_dicom_ct(paths)
     images = [ct_slice_to_unit(item.hu, size) for item in scans.slices]
     names = [Path(item.source).name + (f"[{item.frame}]" if getattr(item, "frame", None) else "")

@@ -127,6 +127,7 @@ def main() -> None:
     parser.add_argument("--recipe", choices=["std", "edm"], default="std")
     parser.add_argument("--init-from", help="start from this prior's EMA weights (name or path)")
     parser.add_argument("--warmup-steps", type=int, default=200)
+    parser.add_argument("--cpu-amp", action="store_true", help="bfloat16 autocast on the CPU (TrainingConfig.cpu_amp)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -149,7 +150,7 @@ def main() -> None:
     print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters; {model.config.sde}; recipe {recipe}")
     training = TrainingConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
                               warmup_steps=args.warmup_steps, ema_decay=0.999, checkpoint_every=200, seed=0,
-                              **(edm_training_options(sigma_data) if recipe == "edm" else {}))
+                              cpu_amp=args.cpu_amp, **(edm_training_options(sigma_data) if recipe == "edm" else {}))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     result = train(model, pool, training, checkpoint_path=args.out, device=args.device)
     print(f"step {result.step}; this call {result.seconds:.0f} s")

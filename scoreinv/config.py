@@ -169,6 +169,10 @@ class TrainingConfig(StrictModel):
     checkpoint_every: int = Field(1000, ge=1, description="write a checkpoint every K steps")
     seed: int = 0
     amp: bool = Field(True, description="bfloat16 autocast on CUDA (ignored on the CPU)")
+    cpu_amp: bool = Field(
+        False, description="bfloat16 autocast on the CPU too: on cores with AMX or AVX-512 BF16 the network's "
+        "forward and backward pass run 2-3x faster; weights, optimiser and EMA stay float32"
+    )
 
 
 class PhantomDataConfig(StrictModel):

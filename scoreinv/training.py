@@ -412,7 +412,8 @@ def _set_up(model: ScoreModel, data: Any, config: TrainingConfig, checkpoint_pat
     return _Run(model=model, network=network, config=config, device=device, world=world_, parameters=parameters,
                 optimizer=optimizer, ema=ema, batches=batches,
                 path=Path(checkpoint_path) if checkpoint_path is not None else None,
-                use_amp=config.amp and device.type == "cuda", cuda_devices=cuda_devices,
+                use_amp=(config.amp and device.type == "cuda") or (config.cpu_amp and device.type == "cpu"),
+                cuda_devices=cuda_devices,
                 dropout_stream=dropout_stream)
 
 

@@ -306,3 +306,23 @@ def test_ema_warmup_forgets_the_initial_weights():
         distances[warmup] = sum((shadow[k] - trained[k]).norm() ** 2 for k in trained) / sum(
             (initial[k] - trained[k]).norm() ** 2 for k in trained)
     assert distances[True] < 0.1 < 0.8 < distances[False]
+
+
+def test_cpu_amp_trains_in_bfloat16_keeps_float32_state_and_resumes_exactly(tmp_path):
+    """cpu_amp: bf16 autocast changes the losses (by bf16 rounding only), not the state's dtype or the resume."""
+    config = tiny_model_config()
+    data = torch.rand(64, 1, 8, 8)
+    full = train(build(config), data, tiny_training(4), progress=False)
+    straight_model = build(config)
+    straight = train(straight_model, data, tiny_training(4, cpu_amp=True), progress=False)
+    assert straight.losses != full.losses
+    assert straight.losses == pytest.approx(full.losses, rel=0.05)
+    assert all(value.dtype == torch.float32 for value in straight_model.state_dict().values()
+               if value.is_floating_point())
+
+    path = tmp_path / "run.pt"
+    train(build(config), data, tiny_training(2, cpu_amp=True), checkpoint_path=path, progress=False)
+    resumed_model = build(config, seed=99)
+    resumed = train(resumed_model, data, tiny_training(4, cpu_amp=True), checkpoint_path=path, progress=False)
+    assert straight.losses[2:] == resumed.losses
+    assert_same_state(resumed_model.state_dict(), straight_model.state_dict())
