@@ -99,6 +99,7 @@ def main() -> None:
     parser.add_argument("--options", action="append", default=[], help="JSON dict of posterior() options")
     parser.add_argument("--methods", nargs="+", default=["FBP", "SIRT", "TV", "scoreinv"])
     parser.add_argument("--figure", type=Path)
+    parser.add_argument("--per-slice", action="store_true", help="also print each slice's PSNR under its row")
     args = parser.parse_args()
 
     size = args.size
@@ -151,6 +152,9 @@ def main() -> None:
                     print(f"| {label} ({len(truth)}) | {views} | {noise:.0%} | {name} | {quality.mean():.2f} ± "
                           f"{quality.std():.2f} | {structure.mean():.3f} ± {structure.std():.3f} | {seconds:.1f} | "
                           f"{peak_memory_gb():.2f} |", flush=True)
+                    if args.per_slice:
+                        print(f"|   per slice | | | | {' / '.join(f'{value:.2f}' for value in quality.tolist())} "
+                              "| | | |", flush=True)
                     if label == "real" and views == args.views[0] and noise == args.noise[-1]:
                         shown[name.split(" (")[0].split(" {")[0]] = estimate
                         shown["truth"] = truth
