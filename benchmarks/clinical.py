@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+",
                         choices=["real", "phantoms", "validation", "clinical-validation", "real-validation"],
                         default=["real", "phantoms"],
-                        help="image sets: the two test sets, or the validation phantoms to choose settings on")
+                        help="image sets: the two test sets, or the validation sets to choose settings on")
     parser.add_argument("--validation", type=int, default=4, help="validation phantoms for TV's λ")
     parser.add_argument("--grain", type=float, default=10.0, help="image grain of clinical-validation (HU std)")
     parser.add_argument("--tv-weights", type=float, nargs="+", default=[0.003, 0.01, 0.03, 0.1, 0.3, 1.0],

@@ -208,7 +208,8 @@ SETTINGS_RULES: list[SettingsRule] = [
     # 0.33 at 60), the less of the start the sampler needs to redraw. At step 5,600 with those σ_s,
     # 4 / 6 / 8 samples gave 38.19 / 38.37 / – at 23 views and 48.53 / 48.75 / 48.80 at 60 (on
     # validation slices with 10 HU of image grain at 60 views: 44.01 / 44.15 / 44.24); eight would
-    # take the 60 s a 256² slice may cost on the 2-core CPU, six take about 45 (the bundled step
+    # take the 60 s a 256² slice may cost on the 2-core CPU, six take about 47 (53 with the dense
+    # rule's K = 15 below; the bundled step
     # 10,200, six samples: 39.24 / 49.27, and 44.49 with grain). With 1% noise the coarse start
     # at σ_s = 0.5 gave 33.96 / 38.25 against 32.81 / 38.00 from the data at σ_s = 2 (σ_s = 1: 33.35 / 38.14).
     # Dense data, step 10,200, six samples: K = 15 CG iterations per step instead of 7 gave 49.82 dB
