@@ -221,6 +221,8 @@ class ColourDataConfig(StrictModel):
 
 
 FilterName = Literal["ram-lak", "shepp-logan", "cosine", "hann"]
+#: The number formats the prior network may compute in while sampling (scoreinv.sampling.precision).
+ScorePrecision = Literal["float32", "bfloat16"]
 
 
 class ReconstructionSettings(StrictModel):
@@ -279,6 +281,10 @@ class ReconstructionSettings(StrictModel):
         "of its peak (the binning's mismatch)")
     time_grid: Literal["uniform", "log-sigma", "karras"] | None = Field(
         None, description="spacing of the sampler's time points (None: uniform)")
+    score_precision: ScorePrecision | None = Field(
+        None, description="number format of the prior network's convolutions and products: 'bfloat16' runs them "
+        "under torch autocast (faster where the hardware computes in bfloat16; the score stays float32) "
+        "(None: float32)")
     predictor: str | None = Field(None, description="predictor of the PC loop (decomposed: ddim)")
     corrector: str | None = Field(None, description="corrector of the PC loop (decomposed: none)")
     corrector_steps: int | None = Field(None, ge=0, description="corrector steps per sampler step")

@@ -13,10 +13,10 @@ chooses (measured values in docs/reconstruct.md; a test checks this table agains
 | RadonOp, noise_std > 0 | decomposed | 50 × 2 | zeta = 0.9, damping_weight = 0.5 |
 | RadonOp over a limited arc (> 30° of directions unmeasured), noise-free | decomposed | 50 × 2 | zeta = 0.85, projection_iterations = 300, projection_noise_level = 0.3 |
 | RadonOp over a limited arc (> 30° of directions unmeasured), noise_std > 0 | decomposed | 50 × 2 | zeta = 0.9, damping_weight = 0.5, cg_iterations = 15 |
-| RadonOp at 256², noise-free | decomposed | 30 × 6 | zeta = 0.85, projection_iterations = 300, start_noise_level = 0.2, start_estimate = coarse |
-| RadonOp at 256², noise-free, ≥ 0.25 measurements per pixel (60 views) | decomposed | 30 × 6 | zeta = 0.85, projection_iterations = 300, start_noise_level = 0.1, start_estimate = coarse, cg_iterations = 15 |
-| RadonOp at 256², noise_std > 0 | decomposed | 30 × 2 | zeta = 0.9, damping_weight = 0.5, start_noise_level = 0.5, start_estimate = coarse |
-| RadonOp over a limited arc at 256², noise-free | decomposed | 30 × 2 | zeta = 0.85, projection_iterations = 300, start_noise_level = 0.3, start_estimate = coarse |
+| RadonOp at 256², noise-free | decomposed | 30 × 6 | zeta = 0.85, projection_iterations = 300, start_noise_level = 0.2, start_estimate = coarse, score_precision = bfloat16 |
+| RadonOp at 256², noise-free, ≥ 0.25 measurements per pixel (60 views) | decomposed | 30 × 6 | zeta = 0.85, projection_iterations = 300, start_noise_level = 0.1, start_estimate = coarse, score_precision = bfloat16, cg_iterations = 15 |
+| RadonOp at 256², noise_std > 0 | decomposed | 30 × 2 | zeta = 0.9, damping_weight = 0.5, start_noise_level = 0.5, start_estimate = coarse, score_precision = bfloat16 |
+| RadonOp over a limited arc at 256², noise-free | decomposed | 30 × 2 | zeta = 0.85, projection_iterations = 300, start_noise_level = 0.3, start_estimate = coarse, score_precision = bfloat16 |
 | MaskOp / GrayscaleOp, noise-free | decomposed | 100 × 1 | zeta = 0.7 |
 | MaskOp / GrayscaleOp, noise_std > 0 | replacement | 1000 × 1 | snr = 0.16 |
 | any other operator | guidance | 1000 × 1 | snr = 0.16, guidance_scale = 1.0 |
@@ -305,6 +305,7 @@ def posterior(
         is built (docs/classifier.md); what ran is added to ``settings``.
     """
     from scoreinv.sampling import prior_device
+    from scoreinv.sampling.precision import score_in_precision
 
     _check_operator(operator)
     device = check_device(device)
@@ -350,6 +351,7 @@ def posterior(
                 raise ValueError(f"{label.shape[0]} labels for {items} measurements")
             label = label.repeat_interleave(num_samples)
         score, guidance = guided_prior(model, classifier, label, classifier_scale, device)
+    score = score_in_precision(score, resolved.score_precision)
 
     start = time.perf_counter()
     start_image, coarse = None, {}

@@ -33,7 +33,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from scoreinv.config import ReconstructionSettings
+from scoreinv.config import ReconstructionSettings, ScorePrecision
 from scoreinv.registries import register
 from scoreinv.sampling.pc import Conditioning, SampleResult, pc_sample
 from scoreinv.sde import SDE, ScoreFn
@@ -48,6 +48,7 @@ class MethodSettings(BaseModel):
     num_samples: int = Field(1, ge=1, description="posterior samples per item")
     seed: int = Field(0, ge=0, lt=2**63, description="seeds every random draw")
     time_grid: Literal["uniform", "log-sigma", "karras"] = "uniform"
+    score_precision: ScorePrecision = Field("float32", description="number format of the prior network")
 
 
 class PCSettings(MethodSettings):
