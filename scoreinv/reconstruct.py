@@ -14,7 +14,7 @@ chooses (measured values in docs/reconstruct.md; a test checks this table agains
 | RadonOp over a limited arc (> 30° of directions unmeasured), noise-free | decomposed | 50 × 2 | zeta = 0.85, projection_iterations = 300, projection_noise_level = 0.3 |
 | RadonOp over a limited arc (> 30° of directions unmeasured), noise_std > 0 | decomposed | 50 × 2 | zeta = 0.9, damping_weight = 0.5, cg_iterations = 15 |
 | RadonOp at 256², noise-free | decomposed | 30 × 6 | zeta = 0.85, projection_iterations = 300, start_noise_level = 0.2, start_estimate = coarse, score_precision = bfloat16 |
-| RadonOp at 256², noise-free, ≥ 0.25 measurements per pixel (60 views) | decomposed | 30 × 6 | zeta = 0.85, projection_iterations = 300, start_noise_level = 0.1, start_estimate = coarse, score_precision = bfloat16, cg_iterations = 15 |
+| RadonOp at 256², noise-free, ≥ 0.25 measurements per pixel (60 views) | decomposed | 30 × 6 | zeta = 0.85, projection_iterations = 300, start_noise_level = 0.1, start_estimate = coarse, score_precision = bfloat16, cg_iterations = 15, projection_noise_level = 0.015 |
 | RadonOp at 256², noise_std > 0 | decomposed | 30 × 2 | zeta = 0.9, damping_weight = 0.5, start_noise_level = 0.5, start_estimate = coarse, score_precision = bfloat16 |
 | RadonOp over a limited arc at 256², noise-free | decomposed | 30 × 2 | zeta = 0.85, projection_iterations = 300, start_noise_level = 0.3, start_estimate = coarse, score_precision = bfloat16 |
 | MaskOp / GrayscaleOp, noise-free | decomposed | 100 × 1 | zeta = 0.7 |
