@@ -17,6 +17,7 @@ import torch
 
 from scoreinv.sde import ScoreFn
 
+
 class Bfloat16Score:
     """``score_fn`` evaluated under bfloat16 autocast, its output cast back to the input's dtype.
 

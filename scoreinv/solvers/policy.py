@@ -179,12 +179,14 @@ _EXACT_DECOMPOSED = {"steps": 100, "zeta": 0.7}
 _CT_NOISE_FREE = {"steps": 50, "num_samples": 2, "zeta": 0.85, "projection_iterations": 300,
                   "projection_noise_level": 0.1}
 _CT_NOISY = {"steps": 50, "num_samples": 2, "zeta": 0.9, "damping_weight": 0.5}
-# Above 64² the prior network runs in bfloat16: on 3 validation sets at 256² and 60 views (step 20,000,
-# the defaults below) 50.36 / 45.26 / 42.94 dB against 50.38 / 45.27 / 42.94 in float32, at 0.56 of
-# the time (one torch thread, this project's CPU with AMX).
-_LARGE = {"score_precision": "bfloat16"}
+# Above 64² the patch prior's network runs in bfloat16. On 3 validation sets at 256² (step 20,000, the
+# defaults below) it gave 50.36 / 45.26 / 42.94 dB against 50.38 / 45.27 / 42.94 in float32 at 60
+# views, 39.86 / 36.98 / 34.16 against 39.88 / 36.99 / 34.16 at 23, and with 1% noise 35.20 / 39.17
+# against 35.21 / 39.18 (23 / 60 views, phantoms), at 0.56–0.6 of the time (one torch thread, this
+# project's CPU with AMX).
+_PATCH_PRIOR_PRECISION = {"score_precision": "bfloat16"}
 _CT_COARSE_NOISE_FREE = {"steps": 30, "num_samples": 6, "zeta": 0.85, "projection_iterations": 300,
-                         "start_noise_level": 0.2, "start_estimate": "coarse", **_LARGE}
+                         "start_noise_level": 0.2, "start_estimate": "coarse", **_PATCH_PRIOR_PRECISION}
 
 
 def _coarse_ct_noise_free(problem: Problem) -> bool:
@@ -202,7 +204,7 @@ SETTINGS_RULES: list[SettingsRule] = [
                  lambda p: _ct(p) and not p.noisy and p.limited_arc and p.size > 64 and p.has("coarse-view"),
                  ("decomposed",),
                  {"steps": 30, "num_samples": 2, "zeta": 0.85, "projection_iterations": 300,
-                  "start_noise_level": 0.3, "start_estimate": "coarse", **_LARGE}),
+                  "start_noise_level": 0.3, "start_estimate": "coarse", **_PATCH_PRIOR_PRECISION}),
     # CT above 64² (the patch prior's sizes), on 3 validation anatomy phantoms at 256² (seed 5_000_000,
     # docs/clinical.md), prior at step 4,800, 2 × 30 steps unless said: noise-free, the coarse start at
     # σ_s = 0.3 gave 37.57 / 47.22 dB at 23 / 60 views against 35.74 / 46.66 from CG on the data at
@@ -232,7 +234,7 @@ SETTINGS_RULES: list[SettingsRule] = [
     SettingsRule("CT above 64², noisy, coarse start", lambda p: _ct(p) and p.size > 64 and p.has("coarse-view"),
                  ("decomposed",),
                  {"steps": 30, "num_samples": 2, "zeta": 0.9, "damping_weight": 0.5, "start_noise_level": 0.5,
-                  "start_estimate": "coarse", **_LARGE}),
+                  "start_estimate": "coarse", **_PATCH_PRIOR_PRECISION}),
     # Above 64² without a coarse view (a CT family that has none), on the same phantoms at step 3,200:
     # two samples of 30 steps from σ_s = 1 gave 35.3 dB at 23 views against 34.6 from σ_s = 2; with 1%
     # noise one sample of 30 steps from σ_s = 2 gave 31.0 dB against 31.5 for the 64² rule's 2 × 50 (at
@@ -241,10 +243,10 @@ SETTINGS_RULES: list[SettingsRule] = [
     SettingsRule("CT above 64², noise-free, decomposed", lambda p: _ct(p) and not p.noisy and p.size > 64,
                  ("decomposed",),
                  {"steps": 30, "num_samples": 2, "zeta": 0.85, "projection_iterations": 300,
-                  "start_noise_level": 1.0, **_LARGE}),
+                  "start_noise_level": 1.0, **_PATCH_PRIOR_PRECISION}),
     SettingsRule("CT above 64², noisy, decomposed", lambda p: _ct(p) and p.size > 64, ("decomposed",),
                  {"steps": 30, "num_samples": 2, "zeta": 0.9, "damping_weight": 0.5, "start_noise_level": 2.0,
-                  **_LARGE}),
+                  **_PATCH_PRIOR_PRECISION}),
     # Limited arcs with 1% noise, on 8 validation anatomy phantoms (phantoms("anatomy", 8, 64,
     # seed=5_000_000), 60 views, docs/benchmarks.md): K = 15 CG iterations per step gave 32.17 dB
     # over 0–90° against 31.22 for K = 7, and 35.74 against 35.77 over 0–120°. Fan beams (full turn,
