@@ -342,7 +342,8 @@ def posterior(
         generator = ItemGenerators.from_seeds(
             [item_seed(resolved.seed, i, s) for i in ids for s in range(num_samples)], device=device)
 
-    score, guidance = model, {}
+    # Only the prior network changes number format; a classifier's gradient stays float32.
+    score, guidance = score_in_precision(model, resolved.score_precision), {}
     if classifier is not None or label is not None or classifier_scale is not None:
         from scoreinv.generation import guided_prior
 
@@ -350,8 +351,7 @@ def posterior(
             if label.shape[0] != items:
                 raise ValueError(f"{label.shape[0]} labels for {items} measurements")
             label = label.repeat_interleave(num_samples)
-        score, guidance = guided_prior(model, classifier, label, classifier_scale, device)
-    score = score_in_precision(score, resolved.score_precision)
+        score, guidance = guided_prior(score, classifier, label, classifier_scale, device)
 
     start = time.perf_counter()
     start_image, coarse = None, {}
